@@ -1,0 +1,39 @@
+# Berth: two commands on a fresh Debian 12 machine.
+#   make run   install deps, build, start berthd on config.toml.example, show what it serves
+#   make test  install deps, build, run every test (unit, plugin, integration with Debian's ctr)
+SHELL := /bin/bash
+SWIFT ?= swift
+APT_PACKAGES := containerd runc libsqlite3-dev hyperfine
+
+.PHONY: run test deps build stop bench protos clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+run: build
+	@scripts/run-example.sh "$$($(SWIFT) build --show-bin-path)"
+
+stop:
+	@if [ -f /var/tmp/berth-example/berthd.pid ]; then kill $$(cat /var/tmp/berth-example/berthd.pid) && echo "berthd stopped"; fi
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+bench: build
+	$(SWIFT) build -c release --product berthd
+	$(SWIFT) build -c release --product berth
+	bench/run.sh
+
+protos:
+	scripts/gen-protos.sh
+
+clean:
+	rm -rf .build

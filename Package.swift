@@ -1,0 +1,96 @@
+// swift-tools-version:6.1
+// Berth: a container engine in Swift that speaks containerd's API.
+//
+// Layout:
+//   Sources/  core libraries (BerthCore, BerthTOML, BerthAPI, BerthGRPC) and the executables.
+//   Plugins/  one target per engine plugin; a plugin never depends on another plugin.
+//   Tests/    unit tests per library, plugin tests, and integration tests driving berthd with ctr.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+/// Every engine plugin target: name, path under Plugins/, and the core modules it may use.
+let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
+    ("BerthMetadataPlugin", "Plugins/Metadata/SQLite", [.product(name: "GRDB", package: "GRDB.swift")]),
+    ("BerthEventsPlugin", "Plugins/Events/Exchange", []),
+    ("BerthVersionService", "Plugins/Services/Version", ["BerthGRPC", "BerthAPI"]),
+    ("BerthIntrospectionService", "Plugins/Services/Introspection", ["BerthGRPC", "BerthAPI"]),
+    ("BerthNamespacesService", "Plugins/Services/Namespaces", ["BerthGRPC", "BerthAPI"]),
+    ("BerthEventsService", "Plugins/Services/Events", ["BerthGRPC", "BerthAPI"]),
+    ("BerthGRPCServerPlugin", "Plugins/Server/GRPC", ["BerthGRPC", "BerthAPI"]),
+    ("BerthExamplePlugin", "Plugins/Examples/Greeter", []),
+]
+
+let package = Package(
+    name: "Berth",
+    products: [
+        .executable(name: "berthd", targets: ["berthd"]),
+        .executable(name: "berth", targets: ["berth"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    ],
+    targets: [
+        // A TOML 1.0 parser that keeps source positions, so config errors can name file, line and key.
+        .target(name: "BerthTOML", swiftSettings: swiftSettings),
+        // Errors, plugin registry and graph, config, filters, identifiers, shared service protocols.
+        .target(
+            name: "BerthCore",
+            dependencies: ["BerthTOML", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        // Generated protobuf and gRPC code for containerd's API (scripts/gen-protos.sh).
+        .target(
+            name: "BerthAPI",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings),
+        // gRPC glue: error mapping, namespace header, service plugin protocol, unix-socket client.
+        .target(
+            name: "BerthGRPC",
+            dependencies: [
+                "BerthCore", "BerthAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "berthd",
+            dependencies: ["BerthCore", "BerthGRPC", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+                + pluginTargets.map { .target(name: $0.name) },
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "berth",
+            dependencies: [
+                "BerthCore", "BerthGRPC", "BerthAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(name: "BerthTOMLTests", dependencies: ["BerthTOML"], swiftSettings: swiftSettings),
+        .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BerthPluginTests",
+            dependencies: ["BerthCore", "BerthGRPC", "BerthAPI"] + pluginTargets.map { .target(name: $0.name) },
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BerthIntegrationTests",
+            dependencies: ["BerthCore", "berthd", "berth"],
+            swiftSettings: swiftSettings),
+    ] + pluginTargets.map { plugin in
+        .target(
+            name: plugin.name,
+            dependencies: ["BerthCore"] + plugin.deps,
+            path: plugin.path,
+            swiftSettings: swiftSettings)
+    }
+)

@@ -1,0 +1,30 @@
+import BerthCore
+
+/// `[plugins."io.containerd.metadata.v1.bolt"]`. The id stays containerd's so existing configs and
+/// `ctr plugins ls` read the same; the store behind it is SQLite (WAL), not bolt.
+public struct MetadataConfig: PluginConfig, Equatable {
+    /// `shared`: content is visible to every namespace that references it; `isolated`: only to the namespace
+    /// that ingested it (containerd's policy, used by the content issue).
+    public var contentSharingPolicy: String = "shared"
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case contentSharingPolicy = "content_sharing_policy"
+    }
+}
+
+public let registration = Registration(
+    type: .metadata, id: "bolt", requires: [.type(.event)],
+    summary: "Metadata store (SQLite in WAL mode under <root>/io.containerd.metadata.v1.bolt/meta.db).",
+    config: MetadataConfig.self
+) { ic, config in
+    guard ["shared", "isolated"].contains(config.contentSharingPolicy) else {
+        throw BerthError.invalidArgument(
+            "content_sharing_policy must be \"shared\" or \"isolated\", not \"\(config.contentSharingPolicy)\"")
+    }
+    let path = try ic.makeRoot() + "/meta.db"
+    let store = try MetadataStore(path: path)
+    ic.export("path", path)
+    return store
+}

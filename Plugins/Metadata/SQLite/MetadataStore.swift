@@ -1,0 +1,179 @@
+import BerthCore
+import Foundation
+import GRDB
+
+/// The metadata database: one SQLite file opened as a WAL pool. Writes are transactions, so `kill -9` at any
+/// moment leaves either the old or the new state. Schema changes are versioned migrations (`Schema`).
+public actor MetadataStore: NamespaceStore, Closable {
+    let pool: DatabasePool
+    private var deletionChecks: [@Sendable (String) async throws(BerthError) -> String?] = []
+
+    public init(path: String) throws(BerthError) {
+        do {
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(5)
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Schema.migrator.migrate(pool)
+        } catch {
+            throw .internalError("opening metadata database \(path): \(error)")
+        }
+    }
+
+    public func close() async throws {
+        try pool.close()
+    }
+
+    /// Runs `body` in a write transaction; a thrown BerthError passes through unchanged.
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
+        do {
+            return try await pool.write(body)
+        } catch let error as BerthError {
+            throw error
+        } catch {
+            throw .internalError("metadata: \(error)")
+        }
+    }
+
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
+        do {
+            return try await pool.read(body)
+        } catch let error as BerthError {
+            throw error
+        } catch {
+            throw .internalError("metadata: \(error)")
+        }
+    }
+
+    // MARK: NamespaceStore
+
+    public func create(_ name: String, labels: [String: String]) async throws(BerthError) {
+        try Identifiers.validate(name)
+        try Labels.validate(labels)
+        try await write { db in
+            let now = Date().timeIntervalSince1970
+            do {
+                try db.execute(
+                    sql: "INSERT INTO namespaces (name, created_at, updated_at) VALUES (?, ?, ?)",
+                    arguments: [name, now, now])
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                throw BerthError.alreadyExists("namespace \"\(name)\"")
+            }
+            for (key, value) in labels {
+                try db.execute(
+                    sql: "INSERT INTO namespace_labels (namespace, key, value) VALUES (?, ?, ?)",
+                    arguments: [name, key, value])
+            }
+        }
+    }
+
+    public func labels(_ name: String) async throws(BerthError) -> [String: String] {
+        try Identifiers.validate(name)
+        return try await read { db in try Self.labels(db, name) }
+    }
+
+    static func labels(_ db: Database, _ name: String) throws -> [String: String] {
+        var labels: [String: String] = [:]
+        for row in try Row.fetchAll(
+            db, sql: "SELECT key, value FROM namespace_labels WHERE namespace = ?", arguments: [name])
+        {
+            labels[row["key"]] = row["value"]
+        }
+        return labels
+    }
+
+    public func exists(_ name: String) async throws(BerthError) -> Bool {
+        try await read { db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM namespaces WHERE name = ?)", arguments: [name])
+                ?? false
+        }
+    }
+
+    public func update(_ name: String, labels: [String: String], paths: [String]) async throws(BerthError)
+        -> [String: String]
+    {
+        try Identifiers.validate(name)
+        try Labels.validate(labels)
+        var keysToSet: [String: String?] = [:]
+        var replaceAll = false
+        for path in paths {
+            if path == "labels" {
+                replaceAll = true
+            } else if path.hasPrefix("labels.") {
+                let key = String(path.dropFirst("labels.".count))
+                keysToSet[key] = .some(labels[key])
+            } else {
+                throw .invalidArgument("cannot update \"\(path)\" field on namespace \"\(name)\"")
+            }
+        }
+        if paths.isEmpty { replaceAll = true }
+        let keys = keysToSet
+        let replace = replaceAll
+        return try await write { db in
+            let now = Date().timeIntervalSince1970
+            try db.execute(
+                sql: """
+                    INSERT INTO namespaces (name, created_at, updated_at) VALUES (?, ?, ?)
+                    ON CONFLICT(name) DO UPDATE SET updated_at = excluded.updated_at
+                    """, arguments: [name, now, now])
+            if replace {
+                try db.execute(sql: "DELETE FROM namespace_labels WHERE namespace = ?", arguments: [name])
+                for (key, value) in labels where !value.isEmpty {
+                    try db.execute(
+                        sql: "INSERT INTO namespace_labels (namespace, key, value) VALUES (?, ?, ?)",
+                        arguments: [name, key, value])
+                }
+            }
+            for (key, value) in keys {
+                if let value, !value.isEmpty {
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO namespace_labels (namespace, key, value) VALUES (?, ?, ?)",
+                        arguments: [name, key, value])
+                } else {
+                    try db.execute(
+                        sql: "DELETE FROM namespace_labels WHERE namespace = ? AND key = ?", arguments: [name, key])
+                }
+            }
+            return try Self.labels(db, name)
+        }
+    }
+
+    public func list() async throws(BerthError) -> [String] {
+        try await read { db in try String.fetchAll(db, sql: "SELECT name FROM namespaces ORDER BY name") }
+    }
+
+    public func delete(_ name: String) async throws(BerthError) {
+        try Identifiers.validate(name)
+        var holds: [String] = []
+        for check in deletionChecks {
+            if let what = try await check(name) { holds.append(what) }
+        }
+        let external = holds
+        try await write { db in
+            guard try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM namespaces WHERE name = ?)", arguments: [name]) == true
+            else {
+                throw BerthError.notFound("namespace \"\(name)\"")
+            }
+            var still = external
+            for (table, what) in Schema.namespacedTables {
+                if try Bool.fetchOne(
+                    db, sql: "SELECT EXISTS (SELECT 1 FROM \(table) WHERE namespace = ?)", arguments: [name]) == true
+                {
+                    still.append(what)
+                }
+            }
+            if !still.isEmpty {
+                throw BerthError.failedPrecondition(
+                    "namespace \"\(name)\" must be empty, but it still has \(still.joined(separator: ", "))")
+            }
+            try db.execute(sql: "DELETE FROM namespaces WHERE name = ?", arguments: [name])
+        }
+    }
+
+    public func addDeletionCheck(_ check: @escaping @Sendable (String) async throws(BerthError) -> String?) async {
+        deletionChecks.append(check)
+    }
+}

@@ -1,0 +1,65 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Foundation
+
+/// Small file-system helpers with errors mapped to BerthError (path and errno text in the message).
+public enum FileSystem {
+    public static func errnoMessage(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
+
+    /// `mkdir -p` with `mode` for directories it creates.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(BerthError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, mode) != 0 && errno != EEXIST {
+                throw .internalError("mkdir \(current): \(errnoMessage())")
+            }
+        }
+    }
+
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    public static func read(_ path: String) throws(BerthError) -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if !exists(path) { throw .notFound("\(path): no such file") }
+            throw .internalError("\(path): cannot read")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Writes through a temporary file, fsync and rename, so readers see the old or the new content, never a part.
+    public static func writeAtomically(_ path: String, _ contents: String, mode: mode_t = 0o644) throws(BerthError) {
+        let tmp = path + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw .internalError("open \(tmp): \(errnoMessage())") }
+        let bytes = Array(contents.utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                let message = errnoMessage()
+                close(fd)
+                unlink(tmp)
+                throw .internalError("write \(tmp): \(message)")
+            }
+            written += n
+        }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard synced, rename(tmp, path) == 0 else {
+            let message = errnoMessage()
+            unlink(tmp)
+            throw .internalError("write \(path): \(message)")
+        }
+    }
+
+    /// Expands a shell glob (`/etc/berth/conf.d/*.toml`); no match yields no paths.
+    public static func glob(_ pattern: String) -> [String] {
+        var result = glob_t()
+        defer { globfree(&result) }
+        guard Glibc.glob(pattern, 0, nil, &result) == 0 else { return [] }
+        return (0..<Int(result.gl_pathc)).compactMap { i in result.gl_pathv[i].map { String(cString: $0) } }
+    }
+}

@@ -1,0 +1,83 @@
+import ArgumentParser
+import BerthCore
+import BerthGRPC
+import Foundation
+
+@main
+struct Berth: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "berth",
+        abstract: "Command-line client for berthd (and any daemon serving containerd's API).",
+        subcommands: [VersionCommand.self, Plugins.self, Namespaces.self, Events.self])
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: [.customShort("a"), .long], help: "berthd's socket (env BERTH_ADDRESS; default /run/berth/berthd.sock).")
+    var address: String?
+
+    @Option(name: [.short, .long], help: "Namespace for the request (env BERTH_NAMESPACE; default \"default\").")
+    var namespace: String?
+
+    @Option(help: "Output format: table or json.")
+    var format: OutputFormat = .table
+
+    var resolvedAddress: String {
+        address ?? ProcessInfo.processInfo.environment["BERTH_ADDRESS"] ?? "/run/berth/berthd.sock"
+    }
+
+    var resolvedNamespace: String {
+        namespace ?? ProcessInfo.processInfo.environment["BERTH_NAMESPACE"] ?? "default"
+    }
+
+    /// Connects, runs `body`, and turns any failure into one clear line on stderr and a non-zero exit.
+    func connect<T: Sendable>(_ body: @Sendable (BerthConnection) async throws -> T) async throws -> T {
+        do {
+            return try await BerthConnection.with(address: resolvedAddress, namespace: resolvedNamespace, body)
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            FileHandle.standardError.write(Data("berth: \(BerthError.from(error))\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case table, json
+}
+
+/// Output helpers shared by the commands: aligned columns or JSON.
+enum Output {
+    static func table(_ header: [String], _ rows: [[String]]) {
+        let all = [header] + rows
+        let widths = header.indices.map { column in all.map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0 }
+        for row in all {
+            let cells = row.enumerated().map { i, cell in
+                i == row.count - 1 ? cell : cell.padding(toLength: widths[i] + 3, withPad: " ", startingAt: 0)
+            }
+            print(cells.joined())
+        }
+    }
+
+    static func json(_ value: Any) {
+        guard JSONSerialization.isValidJSONObject(value),
+            let data = try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys])
+        else { return }
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Parses `KEY=VALUE` arguments; a bare `KEY` means an empty value (which removes a label).
+    static func labels(_ arguments: [String]) -> [String: String] {
+        var labels: [String: String] = [:]
+        for argument in arguments {
+            let parts = argument.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            labels[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+        }
+        return labels
+    }
+
+    static func labelText(_ labels: [String: String]) -> String {
+        labels.isEmpty ? "" : labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+    }
+}

@@ -1,0 +1,22 @@
+import BerthCore
+import BerthEventsPlugin
+import BerthExamplePlugin
+import BerthEventsService
+import BerthGRPCServerPlugin
+import BerthIntrospectionService
+import BerthMetadataPlugin
+import BerthNamespacesService
+import BerthVersionService
+
+/// Every compiled-in plugin, in tie-break order for the init graph. Adding a plugin means adding its target to
+/// Package.swift and its registration here; nothing else registers plugins.
+let builtins: [Registration] = [
+    BerthEventsPlugin.registration,
+    BerthMetadataPlugin.registration,
+    BerthVersionService.registration,
+    BerthIntrospectionService.registration,
+    BerthNamespacesService.registration,
+    BerthEventsService.registration,
+    BerthExamplePlugin.registration,
+    BerthGRPCServerPlugin.registration,
+]

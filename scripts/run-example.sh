@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Starts berthd on config.toml.example (scratch root under /var/tmp/berth-example) and shows what it serves.
+set -euo pipefail
+bin=${1:?usage: run-example.sh BIN_DIR}
+scratch=/var/tmp/berth-example
+socket=/run/berth-example/berthd.sock
+mkdir -p "$scratch"
+if [ -f "$scratch/berthd.pid" ] && kill -0 "$(cat "$scratch/berthd.pid")" 2>/dev/null; then
+  kill "$(cat "$scratch/berthd.pid")"; sleep 1
+fi
+"$bin/berthd" --config config.toml.example >"$scratch/berthd.log" 2>&1 &
+echo $! >"$scratch/berthd.pid"
+for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.1; done
+[ -S "$socket" ] || { echo "berthd did not start:"; cat "$scratch/berthd.log"; exit 1; }
+export BERTH_ADDRESS=$socket
+echo "== berth version"; "$bin/berth" version
+echo; echo "== berth plugins ls"; "$bin/berth" plugins ls
+echo; echo "== Debian's ctr against berthd"; ctr --address "$socket" plugins ls
+"$bin/berth" namespaces create example greeting=hello 2>/dev/null || true
+echo; echo "== berth namespaces ls"; "$bin/berth" namespaces ls
+echo
+echo "berthd is running (pid $(cat "$scratch/berthd.pid"), log $scratch/berthd.log, socket $socket)."
+echo "Try: $bin/berth --address $socket events   |   stop it with: make stop"
