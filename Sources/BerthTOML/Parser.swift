@@ -103,20 +103,28 @@ struct Parser {
 
     // MARK: Positions and errors
 
+    /// Line and column of a byte offset. Moves a cached (offset, line, line start) forward or
+    /// backward, so cost is proportional to the distance from the previous query.
     mutating func position(at offset: Int) -> SourcePosition {
-        if offset < cacheOffset {
-            cacheOffset = 0
-            cacheLine = 1
-            cacheLineStart = 0
-        }
-        var i = cacheOffset
         let end = min(offset, bytes.count)
-        while i < end {
-            if bytes[i] == ASCII.lf {
-                cacheLine += 1
-                cacheLineStart = i + 1
+        if end < cacheLineStart {
+            var i = cacheLineStart - 1
+            while i >= end {
+                if bytes[i] == ASCII.lf { cacheLine -= 1 }
+                i -= 1
             }
-            i += 1
+            var start = end
+            while start > 0, bytes[start - 1] != ASCII.lf { start -= 1 }
+            cacheLineStart = start
+        } else {
+            var i = cacheOffset
+            while i < end {
+                if bytes[i] == ASCII.lf {
+                    cacheLine += 1
+                    cacheLineStart = i + 1
+                }
+                i += 1
+            }
         }
         cacheOffset = end
         var column = 1
@@ -274,8 +282,9 @@ struct Parser {
         index += 1
         skipWhitespace()
         let (target, last) = try resolveDottedKey(key, in: table, path: path, section: section)
+        let keyPosition = position(at: last.offset)
         let value = try parseValue()
-        target.insert(last.name, .value(TOMLNode(value, position: position(at: last.offset))))
+        target.insert(last.name, .value(TOMLNode(value, position: keyPosition)))
     }
 
     /// Walks the dotted prefix of `key` from `table`, creating tables as needed and enforcing
@@ -287,8 +296,9 @@ struct Parser {
             fullPath.append(part.name)
             switch table.entries[part.name] {
             case nil:
-                let created = TableBuilder(origin: .dotted(section: section), position: position(at: part.offset))
-                table.insert(part.name, .table(created, keyPosition: position(at: part.offset)))
+                let partPosition = position(at: part.offset)
+                let created = TableBuilder(origin: .dotted(section: section), position: partPosition)
+                table.insert(part.name, .table(created, keyPosition: partPosition))
                 table = created
             case .table(let existing, _)?:
                 switch existing.origin {
@@ -355,7 +365,6 @@ struct Parser {
         }
         let last = key[key.count - 1]
         fullPath.append(last.name)
-        let name = displayPath(fullPath)
         let keyPosition = position(at: last.offset)
         switch table.entries[last.name] {
         case nil:
@@ -367,9 +376,9 @@ struct Parser {
             table.insert(last.name, .tables(tables + [created], keyPosition: firstPosition))
             return (created, fullPath)
         case .tables(_, let firstPosition)?:
-            throw error("cannot define table \"\(name)\": it is already an array of tables\(at(firstPosition))", at: last.offset)
+            throw error("cannot define table \"\(displayPath(fullPath))\": it is already an array of tables\(at(firstPosition))", at: last.offset)
         case .table(let existing, _)? where isArray:
-            throw error("cannot define array of tables \"\(name)\": it is already a table\(at(existing.position))", at: last.offset)
+            throw error("cannot define array of tables \"\(displayPath(fullPath))\": it is already a table\(at(existing.position))", at: last.offset)
         case .table(let existing, _)?:
             switch existing.origin {
             case .implicit:
@@ -378,18 +387,18 @@ struct Parser {
                 table.insert(last.name, .table(existing, keyPosition: keyPosition))
                 return (existing, fullPath)
             case .header:
-                throw error("table \"\(name)\" is defined twice\(at(existing.position, "first defined"))", at: last.offset)
+                throw error("table \"\(displayPath(fullPath))\" is defined twice\(at(existing.position, "first defined"))", at: last.offset)
             case .dotted:
-                throw error("table \"\(name)\" was already defined by dotted keys\(at(existing.position))", at: last.offset)
+                throw error("table \"\(displayPath(fullPath))\" was already defined by dotted keys\(at(existing.position))", at: last.offset)
             }
         case .value(let node)?:
             if isArray, case .array = node.value {
-                throw error("cannot append to static array \"\(name)\" with [[\(name)]]\(at(node.position, "defined"))", at: last.offset)
+                throw error("cannot append to static array \"\(displayPath(fullPath))\" with [[\(displayPath(fullPath))]]\(at(node.position, "defined"))", at: last.offset)
             }
             if case .table = node.value {
-                throw error("cannot reopen inline table \"\(name)\" with a header\(at(node.position, "defined"))", at: last.offset)
+                throw error("cannot reopen inline table \"\(displayPath(fullPath))\" with a header\(at(node.position, "defined"))", at: last.offset)
             }
-            throw error("key \"\(name)\" is already defined as \(article(node.value.typeName))\(at(node.position))", at: last.offset)
+            throw error("key \"\(displayPath(fullPath))\" is already defined as \(article(node.value.typeName))\(at(node.position))", at: last.offset)
         }
     }
 

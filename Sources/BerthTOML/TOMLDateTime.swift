@@ -71,9 +71,12 @@ public struct TOMLDateTime: Sendable, Hashable, CustomStringConvertible {
         self = value
     }
 
-    /// An offset date-time in UTC for a Foundation date (nanosecond precision, rounded).
-    public init(_ instant: Date) {
+    /// An offset date-time in UTC for a Foundation date (nanosecond precision, rounded); nil if the
+    /// year falls outside 0...9999, which TOML cannot write.
+    public init?(_ instant: Date) {
         let total = instant.timeIntervalSince1970
+        // -62167219200 is 0000-01-01T00:00:00Z; 253402300800 is 10000-01-01T00:00:00Z.
+        guard total.isFinite, total >= -62_167_219_200, total < 253_402_300_800 else { return nil }
         var seconds = Int64(total.rounded(.down))
         var nanos = Int(((total - Double(seconds)) * 1e9).rounded())
         if nanos >= 1_000_000_000 {

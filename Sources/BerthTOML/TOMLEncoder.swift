@@ -41,7 +41,7 @@ final class EncodingBox {
 
     /// Encodes `value` into this box, special-casing types with a direct TOML form.
     func encode<T: Encodable>(_ value: T, codingPath: [any CodingKey]) throws {
-        if let special = Self.specialValue(value) {
+        if let special = try Self.specialValue(value, codingPath: codingPath) {
             content = .value(special)
             return
         }
@@ -49,15 +49,20 @@ final class EncodingBox {
         if value is any StringKeyedDictionaryMarker { sortKeys = true }
     }
 
-    static func specialValue(_ value: Any) -> TOMLValue? {
+    /// The TOML form of types that are not encoded through their own `encode(to:)`.
+    static func specialValue(_ value: Any, codingPath: [any CodingKey]) throws -> TOMLValue? {
         switch value {
-        case let v as TOMLValue: v
-        case let v as TOMLNode: v.value
-        case let v as TOMLTable: .table(v)
-        case let v as TOMLDateTime: .datetime(v)
-        case let v as Date: .datetime(TOMLDateTime(v))
-        case let v as URL: .string(v.absoluteString)
-        default: nil
+        case let v as TOMLValue: return v
+        case let v as TOMLNode: return v.value
+        case let v as TOMLTable: return .table(v)
+        case let v as TOMLDateTime: return .datetime(v)
+        case let v as Date:
+            guard let dateTime = TOMLDateTime(v) else {
+                throw EncodingError.invalidValue(v, .init(codingPath: codingPath, debugDescription: "date outside years 0...9999"))
+            }
+            return .datetime(dateTime)
+        case let v as URL: return .string(v.absoluteString)
+        default: return nil
         }
     }
 

@@ -3,7 +3,14 @@ import BerthCore
 import BerthGRPC
 import Foundation
 
+/// Entry point: global options may come before the subcommand, as with ctr (`berth --address S namespaces ls`).
 @main
+enum Main {
+    static func main() async {
+        await Berth.main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst())))
+    }
+}
+
 struct Berth: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berth",
@@ -21,6 +28,24 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(help: "Output format: table or json.")
     var format: OutputFormat = .table
+
+    /// Moves global options written before the subcommand to the end, where the leaf command parses them.
+    static func hoisted(_ arguments: [String]) -> [String] {
+        let withValue: Set = ["-a", "--address", "-n", "--namespace", "--format"]
+        var leading: [String] = []
+        var rest = arguments[...]
+        while let first = rest.first, first.hasPrefix("-") {
+            let name = String(first.split(separator: "=", maxSplits: 1)[0])
+            guard withValue.contains(name) else { break }
+            leading.append(first)
+            rest = rest.dropFirst()
+            if !first.contains("="), let value = rest.first {
+                leading.append(value)
+                rest = rest.dropFirst()
+            }
+        }
+        return Array(rest) + leading
+    }
 
     var resolvedAddress: String {
         address ?? ProcessInfo.processInfo.environment["BERTH_ADDRESS"] ?? "/run/berth/berthd.sock"

@@ -22,8 +22,9 @@ struct Namespaces: AsyncParsableCommand {
             var request = Containerd_Services_Namespaces_V1_CreateNamespaceRequest()
             request.namespace.name = name
             request.namespace.labels = Output.labels(labels)
+            let create = request
             _ = try await global.connect { c in
-                try await NamespacesAPI.Client(wrapping: c.client).create(request, metadata: c.metadata)
+                try await NamespacesAPI.Client(wrapping: c.client).create(create, metadata: c.metadata)
             }
         }
     }
@@ -110,10 +111,11 @@ struct Events: AsyncParsableCommand {
     func run() async throws {
         var request = Containerd_Services_Events_V1_SubscribeRequest()
         request.filters = filters
+        let subscribe = request
         let format = global.format
         try await global.connect { c in
             try await Containerd_Services_Events_V1_Events.Client(wrapping: c.client)
-                .subscribe(request, metadata: c.metadata) { response in
+                .subscribe(subscribe, metadata: c.metadata) { response in
                     for try await envelope in response.messages {
                         let json = EventCoding.json(typeURL: envelope.event.typeURL, payload: envelope.event.value) ?? "{}"
                         let time = envelope.timestamp.date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
@@ -125,12 +127,12 @@ struct Events: AsyncParsableCommand {
                                 "type": envelope.event.typeURL, "event": event,
                             ]
                             if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
-                                print(String(decoding: data, as: UTF8.self))
+                                FileHandle.standardOutput.write(data + Data("\n".utf8))
                             }
                         case .table:
-                            print("\(time) \(envelope.namespace) \(envelope.topic) \(json)")
+                            // Written unbuffered so a pipe sees each event as it happens.
+                            FileHandle.standardOutput.write(Data("\(time) \(envelope.namespace) \(envelope.topic) \(json)\n".utf8))
                         }
-                        fflush(stdout)
                     }
                 }
         }

@@ -74,10 +74,10 @@ struct ConfigCommand: AsyncParsableCommand {
 }
 
 /// Prints a BerthError as one line on stderr and exits non-zero.
-func report(_ body: () throws(BerthError) -> Void) throws {
+func report(_ body: () throws -> Void) throws {
     do {
         try body()
-    } catch {
+    } catch let error as BerthError {
         FileHandle.standardError.write(Data("berthd: \(error)\n".utf8))
         throw ExitCode.failure
     }

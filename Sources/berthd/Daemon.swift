@@ -44,7 +44,9 @@ enum Daemon {
         let properties = DaemonProperties(config: config, logger: logger)
         let plugins = await PluginLoader.load(ordered, configs: loaded.plugins, properties: properties)
         do {
-            try PluginLoader.checkRequired(config.requiredPlugins, in: plugins)
+            // A listener that cannot serve (socket taken, bad address) leaves a daemon nobody can reach: required.
+            let listeners = ordered.filter { $0.type == .server }.map(\.uri)
+            try PluginLoader.checkRequired(config.requiredPlugins + listeners, in: plugins)
         } catch {
             await plugins.closeAll(logger: logger)
             throw error
@@ -73,7 +75,7 @@ enum Daemon {
 
 /// Turns SIGTERM/SIGINT into an awaitable value instead of the default action (which would kill the process
 /// without closing plugins or removing the socket).
-final class SignalWaiter: Sendable {
+final class SignalWaiter {
     private let stream: AsyncStream<Int32>
     private let sources: [any DispatchSourceSignal]
 

@@ -22,7 +22,7 @@ func plugin(
             plugin(.snapshotter, "native"),
             plugin(.event, "exchange"),
         ])
-        #expect(ordered.map(\.id) == ["overlayfs", "native", "exchange", "bolt", "namespaces"])
+        #expect(ordered.map(\.id) == ["exchange", "overlayfs", "native", "bolt", "namespaces"])
     }
 
     @Test func specificPluginRequirement() throws {

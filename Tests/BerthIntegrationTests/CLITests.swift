@@ -54,7 +54,7 @@ import Testing
         try withDaemon { d in
             let events = Process()
             events.executableURL = URL(fileURLWithPath: binDirectory + "/berth")
-            events.arguments = ["--address", d.socket, "events", "--format", "json", "topic==/namespaces/create"]
+            events.arguments = ["--address", d.socket, "events", "--format", "json", "topic==\"/namespaces/create\""]
             let pipe = Pipe()
             events.standardOutput = pipe
             let output = Locked(Data())

@@ -56,7 +56,7 @@ import Testing
             #expect(!duplicate.succeeded)
             #expect(duplicate.stderr.contains("already exists"), "\(duplicate.stderr)")
 
-            let invalid = try d.ctr(["namespaces", "create", "-bad-"])
+            let invalid = try d.ctr(["namespaces", "create", "bad..name"])
             #expect(!invalid.succeeded)
             #expect(invalid.stderr.contains("must match"), "\(invalid.stderr)")
 
@@ -64,9 +64,7 @@ import Testing
             ls = try d.ctr(["namespaces", "ls", "-q"])
             #expect(!ls.stdout.contains("team-a"))
 
-            let missing = try d.ctr(["namespaces", "rm", "team-a"])
-            #expect(!missing.succeeded)
-            #expect(missing.stderr.contains("not found"), "\(missing.stderr)")
+            // ctr itself ignores NotFound on rm (as against containerd); berth's CLI test checks the code.
         }
     }
 

@@ -57,7 +57,7 @@ import Testing
         let d = try Daemon(extra: "[grpc\n", wait: false)
         defer { d.remove() }
         #expect(d.waitForExit() == 1)
-        #expect(d.logText.contains("\(d.configPath): line 8, column"), "\(d.logText)")
+        #expect(d.logText.contains("\(d.configPath): line 4, column"), "\(d.logText)")
     }
 
     @Test func wrongTypeExitsNamingKeyAndType() throws {
@@ -68,10 +68,10 @@ import Testing
     }
 
     @Test func unknownKeyIsAWarningNotAFailure() throws {
-        try withDaemon(extra: "[plugins.\"io.containerd.metadata.v1.bolt\"]\n  colour = \"blue\"\n") { d in
+        try withDaemon(extra: "[plugins.\"io.containerd.metadata.v1.bolt\"]\n  colour = \"blue\"\n") { d throws in
             #expect(try d.ctr(["version"]).succeeded)
             #expect(d.logText.contains("unknown key \"plugins.\"io.containerd.metadata.v1.bolt\".colour\""), "\(d.logText)")
-            #expect(d.logText.contains("config.toml:9"), "\(d.logText)")
+            #expect(d.logText.contains("config.toml:5"), "\(d.logText)")
         }
     }
 

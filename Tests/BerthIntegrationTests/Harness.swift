@@ -85,11 +85,11 @@ final class Daemon: @unchecked Sendable {
                 version = 3
                 root = "\(dir)/root"
                 state = "\(dir)/state"
+                \(extra)
                 [grpc]
                   address = "\(socket)"
                 [debug]
                   level = "debug"
-                \(extra)
                 """.write(toFile: configPath, atomically: true, encoding: .utf8)
         }
         process.executableURL = URL(fileURLWithPath: binDirectory + "/berthd")
@@ -112,7 +112,7 @@ final class Daemon: @unchecked Sendable {
     func waitForSocket(timeout: Double = 20) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if FileManager.default.fileExists(atPath: socket) { return }
+            if isLive(socket) { return }
             if !process.isRunning { throw DaemonFailed(log: logText) }
             usleep(20_000)
         }
@@ -161,4 +161,21 @@ func withDaemon<T>(extra: String = "", _ body: (Daemon) throws -> T) throws -> T
     let daemon = try Daemon(extra: extra)
     defer { daemon.remove() }
     return try body(daemon)
+}
+
+/// Whether something accepts connections on the unix socket at `path` (a stale file does not count).
+func isLive(_ path: String) -> Bool {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+        for (i, byte) in path.utf8.prefix(buffer.count - 1).enumerated() { buffer[i] = byte }
+    }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+        }
+    }
 }

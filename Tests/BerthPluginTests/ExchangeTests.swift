@@ -16,7 +16,7 @@ import Testing
         try await exchange.publish(event("/tasks/start"))
         try await exchange.publish(event("/namespaces/create"))
         try await exchange.forward(event("/tasks/exit", "other"))
-        await exchange.close()
+        try await exchange.close()
         var allTopics: [String] = []
         for await e in all { allTopics.append(e.topic) }
         var taskTopics: [String] = []
