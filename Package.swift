@@ -17,8 +17,13 @@ let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
     ("BerthIntrospectionService", "Plugins/Services/Introspection", ["BerthGRPC", "BerthAPI"]),
     ("BerthNamespacesService", "Plugins/Services/Namespaces", ["BerthGRPC", "BerthAPI"]),
     ("BerthEventsService", "Plugins/Services/Events", ["BerthGRPC", "BerthAPI"]),
-    ("BerthGRPCServerPlugin", "Plugins/Server/GRPC", ["BerthGRPC", "BerthAPI"]),
+    ("BerthGRPCServerPlugin", "Plugins/Server/GRPC", ["BerthGRPC", "BerthAPI", .product(name: "NIOCore", package: "swift-nio")]),
     ("BerthExamplePlugin", "Plugins/Examples/Greeter", []),
+    ("BerthContentPlugin", "Plugins/Content/Local", [.product(name: "Crypto", package: "swift-crypto")]),
+    ("BerthGCPlugin", "Plugins/GC/Scheduler", []),
+    ("BerthContentService", "Plugins/Services/Content", ["BerthGRPC", "BerthAPI"]),
+    ("BerthImagesService", "Plugins/Services/Images", ["BerthGRPC", "BerthAPI"]),
+    ("BerthLeasesService", "Plugins/Services/Leases", ["BerthGRPC", "BerthAPI"]),
 ]
 
 let package = Package(
@@ -26,6 +31,7 @@ let package = Package(
     products: [
         .executable(name: "berthd", targets: ["berthd"]),
         .executable(name: "berth", targets: ["berth"]),
+        .executable(name: "berth-runc", targets: ["berth-runc"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -35,6 +41,8 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
     ],
     targets: [
         // A TOML 1.0 parser that keeps source positions, so config errors can name file, line and key.
@@ -76,6 +84,23 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
+        // BEGIN berth-runc (the OCI runtime; owned by the runtime work, see issue "berth-runc")
+        .target(name: "CBerthRunc", path: "Sources/CBerthRunc"),
+        .systemLibrary(
+            name: "CSeccomp", path: "Sources/CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .executableTarget(
+            name: "berth-runc",
+            dependencies: ["CBerthRunc", "CSeccomp"],
+            swiftSettings: swiftSettings),
+        .testTarget(name: "BerthRuncTests", dependencies: ["berth-runc", "CBerthRunc"], swiftSettings: swiftSettings),
+        // END berth-runc
+        // Shared conformance suites (the content store's) run by each implementation's tests.
+        .target(
+            name: "BerthTestSupport", dependencies: ["BerthCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BerthContentTests", dependencies: ["BerthContentPlugin", "BerthTestSupport", "BerthCore"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "BerthTOMLTests", dependencies: ["BerthTOML"], swiftSettings: swiftSettings),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore"], swiftSettings: swiftSettings),
         .testTarget(
@@ -84,7 +109,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthIntegrationTests",
-            dependencies: ["BerthCore", "berthd", "berth"],
+            dependencies: ["BerthCore", "BerthGRPC", "BerthAPI", "berthd", "berth"],
             swiftSettings: swiftSettings),
     ] + pluginTargets.map { plugin in
         .target(

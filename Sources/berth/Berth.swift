@@ -15,7 +15,9 @@ struct Berth: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berth",
         abstract: "Command-line client for berthd (and any daemon serving containerd's API).",
-        subcommands: [VersionCommand.self, Plugins.self, Namespaces.self, Events.self])
+        subcommands: [
+            VersionCommand.self, Plugins.self, Namespaces.self, Events.self, Content.self, Leases.self, Images.self,
+        ])
 }
 
 /// Options every command takes.
@@ -62,7 +64,7 @@ struct GlobalOptions: ParsableArguments {
         } catch let exit as ExitCode {
             throw exit
         } catch {
-            FileHandle.standardError.write(Data("berth: \(BerthError.from(error))\n".utf8))
+            Console.err("berth: \(BerthError.from(error))\n")
             throw ExitCode.failure
         }
     }
@@ -100,6 +102,26 @@ enum Output {
             labels[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
         }
         return labels
+    }
+
+    /// Human sizes as ctr prints them (1.0 MiB).
+    static func bytes(_ size: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(size)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(size) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func age(_ date: Date) -> String {
+        let seconds = Int(Date().timeIntervalSince(date))
+        if seconds < 60 { return "\(seconds) seconds" }
+        if seconds < 3600 { return "\(seconds / 60) minutes" }
+        if seconds < 86400 { return "\(seconds / 3600) hours" }
+        return "\(seconds / 86400) days"
     }
 
     static func labelText(_ labels: [String: String]) -> String {

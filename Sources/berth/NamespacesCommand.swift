@@ -127,11 +127,11 @@ struct Events: AsyncParsableCommand {
                                 "type": envelope.event.typeURL, "event": event,
                             ]
                             if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
-                                FileHandle.standardOutput.write(data + Data("\n".utf8))
+                                Console.out(String(decoding: data, as: UTF8.self) + "\n")
                             }
                         case .table:
                             // Written unbuffered so a pipe sees each event as it happens.
-                            FileHandle.standardOutput.write(Data("\(time) \(envelope.namespace) \(envelope.topic) \(json)\n".utf8))
+                            Console.out("\(time) \(envelope.namespace) \(envelope.topic) \(json)\n")
                         }
                     }
                 }

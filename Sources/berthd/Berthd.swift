@@ -35,7 +35,7 @@ struct Serve: AsyncParsableCommand {
             try await Daemon.run(
                 configPath: config, overrides: .init(address: address, root: root, state: state, logLevel: logLevel))
         } catch let error as BerthError {
-            FileHandle.standardError.write(Data("berthd: \(error)\n".utf8))
+            Console.err("berthd: \(error)\n")
             throw ExitCode.failure
         }
     }
@@ -65,7 +65,7 @@ struct ConfigCommand: AsyncParsableCommand {
             try report {
                 let loaded = try ConfigLoader.load(path: config, registrations: builtins)
                 for warning in loaded.warnings {
-                    FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+                    Console.err("warning: \(warning)\n")
                 }
                 print(try ConfigRender.dump(loaded, registrations: builtins), terminator: "")
             }
@@ -78,7 +78,7 @@ func report(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as BerthError {
-        FileHandle.standardError.write(Data("berthd: \(error)\n".utf8))
+        Console.err("berthd: \(error)\n")
         throw ExitCode.failure
     }
 }

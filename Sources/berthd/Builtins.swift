@@ -1,4 +1,9 @@
+import BerthContentPlugin
+import BerthContentService
 import BerthCore
+import BerthGCPlugin
+import BerthImagesService
+import BerthLeasesService
 import BerthEventsPlugin
 import BerthExamplePlugin
 import BerthEventsService
@@ -12,11 +17,16 @@ import BerthVersionService
 /// Package.swift and its registration here; nothing else registers plugins.
 let builtins: [Registration] = [
     BerthEventsPlugin.registration,
+    BerthContentPlugin.registration,
     BerthMetadataPlugin.registration,
+    BerthGCPlugin.registration,
     BerthVersionService.registration,
     BerthIntrospectionService.registration,
     BerthNamespacesService.registration,
     BerthEventsService.registration,
+    BerthContentService.registration,
+    BerthImagesService.registration,
+    BerthLeasesService.registration,
     BerthExamplePlugin.registration,
     BerthGRPCServerPlugin.registration,
 ]

@@ -62,14 +62,14 @@ enum Daemon {
         logger.info("stopped")
     }
 
-    /// containerd's `oom_score`: written to /proc/self/oom_score_adj (a /proc file is written in place).
+    /// containerd's `oom_score`: written to /proc/self/oom_score_adj. Lowering it needs CAP_SYS_RESOURCE; without
+    /// it berthd runs on with a warning, as containerd does.
     static func setOOMScore(_ score: Int, logger: Logger) {
-        guard let handle = FileHandle(forWritingAtPath: "/proc/self/oom_score_adj") else {
-            logger.warning("cannot set oom_score_adj", metadata: ["score": "\(score)"])
-            return
+        do {
+            try FileSystem.overwrite("/proc/self/oom_score_adj", "\(score)")
+        } catch {
+            logger.warning("cannot set oom_score_adj", metadata: ["score": "\(score)", "error": "\(error)"])
         }
-        handle.write(Data("\(score)".utf8))
-        try? handle.close()
     }
 }
 

@@ -7,6 +7,15 @@ import Testing
         let d = try Daemon()
         defer { d.remove() }
         #expect(try d.ctr(["version"]).succeeded)
+        // An open event subscription must not hold shutdown up.
+        let events = Process()
+        events.executableURL = URL(fileURLWithPath: ctrPath)
+        events.arguments = ["--address", d.socket, "events"]
+        events.standardOutput = FileHandle.nullDevice
+        events.standardError = FileHandle.nullDevice
+        try events.run()
+        defer { events.terminate() }
+        usleep(300_000)
         let (status, seconds) = d.stop()
         #expect(status == 0)
         #expect(seconds < 5)

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Testing
 
+import BerthContentPlugin
 import BerthEventsPlugin
 import BerthMetadataPlugin
 @testable import BerthExamplePlugin
@@ -12,7 +13,8 @@ import BerthMetadataPlugin
     func load(_ toml: String) async throws -> PluginSet {
         let dir = NSTemporaryDirectory() + "berth-greeter-\(UUID().uuidString)"
         let registrations = [
-            BerthEventsPlugin.registration, BerthMetadataPlugin.registration, BerthExamplePlugin.registration,
+            BerthEventsPlugin.registration, BerthContentPlugin.registration, BerthMetadataPlugin.registration,
+            BerthExamplePlugin.registration,
         ]
         var loaded = try ConfigLoader.load(text: "version = 3\n" + toml, file: "g.toml", registrations: registrations)
         loaded.daemon.root = dir + "/root"
@@ -26,7 +28,7 @@ import BerthMetadataPlugin
         let set = try await load("[plugins.\"io.containerd.internal.v1.greeter\"]\ngreeting = \"Moin\"\n")
         let greeter = try set.instance(.internal, id: "greeter", as: Greeter.self)
         #expect(try await greeter.greet("Ada", namespace: "default") == "Moin, Ada!")
-        let store = try set.single(.metadata, as: (any NamespaceStore).self)
+        let store = try set.single(.metadata, as: (any MetadataProvider).self).namespaces
         try await store.create("north", labels: ["greeting": "Hej"])
         #expect(try await greeter.greet("Ada", namespace: "north") == "Hej, Ada!")
         let record = try #require(set.record(type: .internal, id: "greeter"))

@@ -29,7 +29,7 @@ public let registration = Registration(
     config: GreeterConfig.self
 ) { ic, config in
     guard config.enabled else { throw PluginSkip("greeter disabled by its config (enabled = false)") }
-    let namespaces = try ic.single(.metadata, as: (any NamespaceStore).self)
+    let namespaces = try ic.single(.metadata, as: (any MetadataProvider).self).namespaces
     ic.export("greeting", config.greeting)
     ic.addCapability("greet")
     return Greeter(greeting: config.greeting, namespaces: namespaces)

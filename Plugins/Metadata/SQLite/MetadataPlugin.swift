@@ -15,7 +15,7 @@ public struct MetadataConfig: PluginConfig, Equatable {
 }
 
 public let registration = Registration(
-    type: .metadata, id: "bolt", requires: [.type(.event)],
+    type: .metadata, id: "bolt", requires: [.type(.content), .type(.event)],
     summary: "Metadata store (SQLite in WAL mode under <root>/io.containerd.metadata.v1.bolt/meta.db).",
     config: MetadataConfig.self
 ) { ic, config in
@@ -24,7 +24,9 @@ public let registration = Registration(
             "content_sharing_policy must be \"shared\" or \"isolated\", not \"\(config.contentSharingPolicy)\"")
     }
     let path = try ic.makeRoot() + "/meta.db"
-    let store = try MetadataStore(path: path)
+    let store = try MetadataStore(
+        path: path, backend: try ic.single(.content, as: (any ContentStore).self),
+        sharedContent: config.contentSharingPolicy == "shared")
     ic.export("path", path)
-    return store
+    return Metadata(store: store)
 }

@@ -6,9 +6,18 @@ import GRDB
 /// moment leaves either the old or the new state. Schema changes are versioned migrations (`Schema`).
 public actor MetadataStore: NamespaceStore, Closable {
     let pool: DatabasePool
+    /// The blob store this database references; nil only in tests of the namespace store alone.
+    let backend: (any ContentStore)?
+    /// `shared`: a blob committed by any namespace can be claimed by another that names its digest.
+    let sharedContent: Bool
     private var deletionChecks: [@Sendable (String) async throws(BerthError) -> String?] = []
+    var mutationObservers: [@Sendable (Bool) -> Void] = []
+    /// Commits between the backend's rename and the database row: GC must not sweep blobs while any is pending.
+    var pendingCommits = 0
 
-    public init(path: String) throws(BerthError) {
+    public init(path: String, backend: (any ContentStore)? = nil, sharedContent: Bool = true) throws(BerthError) {
+        self.backend = backend
+        self.sharedContent = sharedContent
         do {
             var configuration = Configuration()
             configuration.busyMode = .timeout(5)
@@ -171,6 +180,12 @@ public actor MetadataStore: NamespaceStore, Closable {
             }
             try db.execute(sql: "DELETE FROM namespaces WHERE name = ?", arguments: [name])
         }
+        mutated(deletion: true)
+    }
+
+    /// Tells GC observers about a committed change.
+    func mutated(deletion: Bool) {
+        for observer in mutationObservers { observer(deletion) }
     }
 
     public func addDeletionCheck(_ check: @escaping @Sendable (String) async throws(BerthError) -> String?) async {

@@ -21,10 +21,75 @@ enum Schema {
                     ) WITHOUT ROWID;
                     """)
         }
+        migrator.registerMigration("v2: content, images, leases") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE content (
+                        namespace TEXT NOT NULL REFERENCES namespaces(name),
+                        digest TEXT NOT NULL,
+                        size INTEGER NOT NULL,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        PRIMARY KEY (namespace, digest)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX content_by_digest ON content(digest);
+                    CREATE TABLE content_labels (
+                        namespace TEXT NOT NULL,
+                        digest TEXT NOT NULL,
+                        key TEXT NOT NULL,
+                        value TEXT NOT NULL,
+                        PRIMARY KEY (namespace, digest, key),
+                        FOREIGN KEY (namespace, digest) REFERENCES content(namespace, digest) ON DELETE CASCADE
+                    ) WITHOUT ROWID;
+                    CREATE TABLE images (
+                        namespace TEXT NOT NULL REFERENCES namespaces(name),
+                        name TEXT NOT NULL,
+                        media_type TEXT NOT NULL,
+                        digest TEXT NOT NULL,
+                        size INTEGER NOT NULL,
+                        annotations TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        PRIMARY KEY (namespace, name)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE image_labels (
+                        namespace TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        key TEXT NOT NULL,
+                        value TEXT NOT NULL,
+                        PRIMARY KEY (namespace, name, key),
+                        FOREIGN KEY (namespace, name) REFERENCES images(namespace, name) ON DELETE CASCADE
+                    ) WITHOUT ROWID;
+                    CREATE TABLE leases (
+                        namespace TEXT NOT NULL REFERENCES namespaces(name),
+                        id TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        PRIMARY KEY (namespace, id)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE lease_labels (
+                        namespace TEXT NOT NULL,
+                        id TEXT NOT NULL,
+                        key TEXT NOT NULL,
+                        value TEXT NOT NULL,
+                        PRIMARY KEY (namespace, id, key),
+                        FOREIGN KEY (namespace, id) REFERENCES leases(namespace, id) ON DELETE CASCADE
+                    ) WITHOUT ROWID;
+                    CREATE TABLE lease_resources (
+                        namespace TEXT NOT NULL,
+                        lease TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        id TEXT NOT NULL,
+                        PRIMARY KEY (namespace, lease, type, id),
+                        FOREIGN KEY (namespace, lease) REFERENCES leases(namespace, id) ON DELETE CASCADE
+                    ) WITHOUT ROWID;
+                    """)
+        }
         return migrator
     }
 
     /// Tables holding per-namespace objects, with the word used in "namespace must be empty, but it still has …".
     /// A namespace can be deleted only when none of them has a row for it.
-    static let namespacedTables: [(table: String, what: String)] = []
+    static let namespacedTables: [(table: String, what: String)] = [
+        ("images", "images"), ("content", "blobs"), ("leases", "leases"),
+    ]
 }

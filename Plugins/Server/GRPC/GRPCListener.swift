@@ -20,7 +20,18 @@ public let registration = Registration(
     let fd = try UnixListener.listen(path: settings.address, mode: 0o660, uid: settings.uid, gid: settings.gid)
     let transport = HTTP2ServerTransport.Posix(
         listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext,
-        config: .defaults { $0.rpc.maxRequestPayloadSize = settings.maxRecvMessageSize })
+        config: .defaults { config in
+            config.rpc.maxRequestPayloadSize = settings.maxRecvMessageSize
+            // grpc-go clients (ctr) send BDP pings while streaming large writes; the default 5-minute minimum
+            // interval would count them as strikes and close the connection mid-ingest. The socket is local.
+            config.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .zero, allowWithoutCalls: true)
+            // Large windows and frames for blob writes and reads.
+            config.http2.targetWindowSize = 16 << 20
+            config.http2.maxFrameSize = 1 << 20
+            config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+                channel.pipeline.addHandler(PingResponder(), position: .first)
+            }
+        })
     let server = GRPCServer(transport: transport, services: services, interceptors: [ContextInterceptor()])
     let listener = GRPCListener(server: server, path: settings.address, logger: ic.logger)
     try await listener.start()

@@ -2,7 +2,6 @@ import BerthAPI
 import BerthCore
 import BerthGRPC
 import GRPCCore
-import Logging
 import SwiftProtobuf
 
 public let registration = Registration(
@@ -10,17 +9,15 @@ public let registration = Registration(
     summary: "containerd.services.namespaces.v1.Namespaces: create, get, list, label and delete namespaces."
 ) { ic in
     SingleService(NamespacesService(
-        store: try ic.single(.metadata, as: (any NamespaceStore).self),
-        events: try ic.single(.event, as: (any EventExchange).self),
-        logger: ic.logger))
+        store: try ic.single(.metadata, as: (any MetadataProvider).self).namespaces,
+        events: EventPublisher(exchange: try ic.single(.event, as: (any EventExchange).self), logger: ic.logger)))
 }
 
 typealias API = Containerd_Services_Namespaces_V1_Namespaces
 
 struct NamespacesService: API.SimpleServiceProtocol {
     let store: any NamespaceStore
-    let events: any EventExchange
-    let logger: Logger
+    let events: EventPublisher
 
     func get(request: Containerd_Services_Namespaces_V1_GetNamespaceRequest, context: ServerContext) async throws
         -> Containerd_Services_Namespaces_V1_GetNamespaceResponse
@@ -52,7 +49,7 @@ struct NamespacesService: API.SimpleServiceProtocol {
         var event = Containerd_Events_NamespaceCreate()
         event.name = ns.name
         event.labels = ns.labels
-        await publish("/namespaces/create", about: ns.name, event, labels: ns.labels)
+        await events.publish("/namespaces/create", event, fields: EventPublisher.fields(name: ns.name, labels: ns.labels), namespace: ns.name)
         var response = Containerd_Services_Namespaces_V1_CreateNamespaceResponse()
         response.namespace = Self.namespace(ns.name, ns.labels)
         return response
@@ -66,7 +63,7 @@ struct NamespacesService: API.SimpleServiceProtocol {
         var event = Containerd_Events_NamespaceUpdate()
         event.name = ns.name
         event.labels = labels
-        await publish("/namespaces/update", about: ns.name, event, labels: labels)
+        await events.publish("/namespaces/update", event, fields: EventPublisher.fields(name: ns.name, labels: labels), namespace: ns.name)
         var response = Containerd_Services_Namespaces_V1_UpdateNamespaceResponse()
         response.namespace = Self.namespace(ns.name, labels)
         return response
@@ -78,7 +75,7 @@ struct NamespacesService: API.SimpleServiceProtocol {
         try await store.delete(request.name)
         var event = Containerd_Events_NamespaceDelete()
         event.name = request.name
-        await publish("/namespaces/delete", about: request.name, event, labels: [:])
+        await events.publish("/namespaces/delete", event, fields: ["name": request.name], namespace: request.name)
         return Google_Protobuf_Empty()
     }
 
@@ -87,21 +84,5 @@ struct NamespacesService: API.SimpleServiceProtocol {
         namespace.name = name
         namespace.labels = labels
         return namespace
-    }
-
-    /// Publishes in the request's namespace (the namespace acted on when the request names none). The change is
-    /// already committed, so a publish failure is logged rather than failing the request.
-    func publish<M: SwiftProtobuf.Message>(_ topic: String, about name: String, _ message: M, labels: [String: String])
-        async
-    {
-        var fields = ["name": name]
-        for (key, value) in labels { fields["labels.\(key)"] = value }
-        do {
-            let event = try EventCoding.event(
-                topic: topic, namespace: RequestContext.namespace ?? name, message, fields: fields)
-            try await events.publish(event)
-        } catch {
-            logger.warning("publishing event failed", metadata: ["topic": "\(topic)", "error": "\(error)"])
-        }
     }
 }

@@ -28,23 +28,36 @@ public enum FileSystem {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// Writes all of `bytes` to `fd`, retrying on EINTR; false on any other error (errno is left set).
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            written += n
+        }
+        return true
+    }
+
+    /// Writes `contents` into an existing file in place (for /proc and /sys files, which cannot be renamed over).
+    public static func overwrite(_ path: String, _ contents: String) throws(BerthError) {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .internalError("open \(path): \(errnoMessage())") }
+        defer { close(fd) }
+        guard writeAll(fd, Array(contents.utf8)) else { throw .internalError("write \(path): \(errnoMessage())") }
+    }
+
     /// Writes through a temporary file, fsync and rename, so readers see the old or the new content, never a part.
     public static func writeAtomically(_ path: String, _ contents: String, mode: mode_t = 0o644) throws(BerthError) {
         let tmp = path + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw .internalError("open \(tmp): \(errnoMessage())") }
-        let bytes = Array(contents.utf8)
-        var written = 0
-        while written < bytes.count {
-            let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                let message = errnoMessage()
-                close(fd)
-                unlink(tmp)
-                throw .internalError("write \(tmp): \(message)")
-            }
-            written += n
+        guard writeAll(fd, Array(contents.utf8)) else {
+            let message = errnoMessage()
+            close(fd)
+            unlink(tmp)
+            throw .internalError("write \(tmp): \(message)")
         }
         let synced = fsync(fd) == 0
         close(fd)

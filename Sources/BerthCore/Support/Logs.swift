@@ -57,7 +57,8 @@ public struct LineLogHandler: LogHandler {
             let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\(Self.quote("\($0.value)"))" }
             line = ([time, "\(event.level)".uppercased(), "\(event.message)"] + fields).joined(separator: " ")
         }
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        // FileHandle.write traps on EPIPE; a closed stderr must not take the daemon down.
+        _ = FileSystem.writeAll(2, Array((line + "\n").utf8))
     }
 
     static func quote(_ value: String) -> String {

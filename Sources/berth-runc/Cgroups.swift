@@ -1,0 +1,262 @@
+import CBerthRunc
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// cgroup v1 (and the hybrid layout: v1 controllers plus a v2 `unified` mount) for one container.
+/// `paths` maps a hierarchy key (its controller list, e.g. "memory", "cpu,cpuacct", "name=systemd", or "unified")
+/// to the container's directory in it.
+struct Cgroups: Codable, Sendable {
+    var paths: [String: String]
+
+    /// One mounted cgroup hierarchy.
+    struct Hierarchy { var key: String; var controllers: [String]; var mountpoint: String; var root: String }
+
+    /// Hierarchies from /proc/self/mountinfo.
+    static func hierarchies() -> [Hierarchy] {
+        guard let info = readFile("/proc/self/mountinfo") else { return [] }
+        var result: [Hierarchy] = []
+        for line in info.split(separator: "\n") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard let dash = parts.firstIndex(of: "-"), dash + 3 < parts.count, parts.count > 4 else { continue }
+            let fstype = parts[dash + 1]
+            let mountpoint = String(parts[4])
+            let root = String(parts[3])
+            if fstype == "cgroup2" {
+                result.append(Hierarchy(key: "unified", controllers: [], mountpoint: mountpoint, root: root))
+            } else if fstype == "cgroup" {
+                let opts = parts[dash + 3].split(separator: ",").map(String.init)
+                let controllers = opts.filter { !["rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec"].contains($0)
+                    && !$0.hasPrefix("release_agent") && $0 != "clone_children" && $0 != "noprefix" && $0 != "xattr" }
+                result.append(Hierarchy(key: controllers.joined(separator: ","), controllers: controllers,
+                                        mountpoint: mountpoint, root: root))
+            }
+        }
+        return result
+    }
+
+    /// The calling process's cgroup in each hierarchy, from /proc/self/cgroup.
+    static func ownPaths() -> [String: String] {
+        var own: [String: String] = [:]
+        for line in (readFile("/proc/self/cgroup") ?? "").split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            own[parts[1].isEmpty ? "unified" : String(parts[1])] = String(parts[2])
+        }
+        return own
+    }
+
+    /// Starts the slow first cgroup migration's RCU wait now (a no-op move of ourselves), see CBerthRunc.
+    static func prewarmAttach() {
+        let own = ownPaths()
+        for key in ["pids", "freezer", "devices", "memory"] {
+            guard let mine = own[key], let h = hierarchies().first(where: { $0.key == key }) else { continue }
+            let rel = h.root != "/" && mine.hasPrefix(h.root) ? String(mine.dropFirst(h.root.count)) : mine
+            brc_prewarm_cgroup_attach(normalize(h.mountpoint + "/" + rel + "/cgroup.procs"))
+            return
+        }
+    }
+
+    /// Directories for `cgroupsPath` (absolute: from each hierarchy's root; relative: under our own cgroup).
+    static func resolve(cgroupsPath: String?, id: String) -> Cgroups {
+        let inner = (cgroupsPath?.isEmpty ?? true) ? id : (cgroupsPath ?? id)
+        let own = ownPaths()
+        var paths: [String: String] = [:]
+        for h in hierarchies() {
+            var base = "/"
+            if !inner.hasPrefix("/") {
+                base = own[h.key] ?? "/"
+                if h.root != "/", base.hasPrefix(h.root) { base = String(base.dropFirst(h.root.count)) }
+            }
+            paths[h.key] = normalize(h.mountpoint + "/" + base + "/" + inner)
+        }
+        return Cgroups(paths: paths)
+    }
+
+    static func normalize(_ p: String) -> String {
+        "/" + p.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+    }
+
+    func path(_ controller: String) -> String? {
+        if let p = paths[controller] { return p }
+        return paths.first { $0.key.split(separator: ",").contains(Substring(controller)) }?.value
+    }
+
+    /// Creates every directory (cpuset: copies cpus/mems from the parent, as the kernel requires).
+    func create() throws {
+        for (key, dir) in paths.sorted(by: { $0.key < $1.key }) {
+            try mkdirs(dir, cpuset: key.split(separator: ",").contains("cpuset"))
+        }
+    }
+
+    private func mkdirs(_ dir: String, cpuset: Bool) throws {
+        var current = ""
+        for comp in dir.split(separator: "/") {
+            let parent = current.isEmpty ? "/" : current
+            current += "/" + comp
+            if mkdir(current, 0o755) != 0 {
+                let e = errno
+                if e != EEXIST { throw RuncError.sys("mkdir \(current)", e) }
+                continue
+            }
+            if cpuset {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    let mine = (readFile(current + "/" + f) ?? "").trimmed
+                    if mine.isEmpty, let theirs = readFile(parent + "/" + f) {
+                        _ = writeFile(current + "/" + f, theirs)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts `pid` into every hierarchy.
+    func add(pid: Int32) throws {
+        for (_, dir) in paths {
+            let e = writeFile(dir + "/cgroup.procs", "\(pid)")
+            if e != 0 { throw RuncError.sys("add \(pid) to \(dir)", e) }
+        }
+    }
+
+    private func set(_ controller: String, _ file: String, _ value: String) throws {
+        guard let dir = path(controller) else {
+            throw RuncError("cgroup controller \(controller) is not mounted (needed for \(file))")
+        }
+        let e = writeFile(dir + "/" + file, value)
+        if e != 0 { throw RuncError.sys("write \(value) to \(dir)/\(file)", e) }
+    }
+
+    /// Devices every container may use (runc 1.1's default allow list; /dev/console is not in it).
+    static let defaultDeviceRules: [String] = [
+        "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:8 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:5 rwm", "c 1:9 rwm",
+        "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm",
+    ]
+
+    /// Writes the limits of `r` (create and `update`).
+    func apply(_ r: Resources, devices: [Spec.Device] = [], initial: Bool) throws {
+        if let m = r.memory {
+            if let limit = m.limit {
+                if let swap = m.swap, path("memory").map({ access($0 + "/memory.memsw.limit_in_bytes", F_OK) == 0 }) ?? false {
+                    // Raise memsw first when growing, limit first when shrinking.
+                    if (try? set("memory", "memory.limit_in_bytes", "\(limit)")) != nil {
+                        try set("memory", "memory.memsw.limit_in_bytes", "\(swap)")
+                    } else {
+                        try set("memory", "memory.memsw.limit_in_bytes", "\(swap)")
+                        try set("memory", "memory.limit_in_bytes", "\(limit)")
+                    }
+                } else {
+                    try set("memory", "memory.limit_in_bytes", "\(limit)")
+                }
+            }
+            if let v = m.reservation { try set("memory", "memory.soft_limit_in_bytes", "\(v)") }
+            if let v = m.swappiness, v <= 100 { try set("memory", "memory.swappiness", "\(v)") }
+            if m.disableOOMKiller == true { try set("memory", "memory.oom_control", "1") }
+        }
+        if let c = r.cpu {
+            if let v = c.shares, v != 0 { try set("cpu", "cpu.shares", "\(v)") }
+            if let v = c.period, v != 0 { try set("cpu", "cpu.cfs_period_us", "\(v)") }
+            if let v = c.quota, v != 0 { try set("cpu", "cpu.cfs_quota_us", "\(v)") }
+            if let v = c.realtimePeriod, v != 0 { try set("cpu", "cpu.rt_period_us", "\(v)") }
+            if let v = c.realtimeRuntime, v != 0 { try set("cpu", "cpu.rt_runtime_us", "\(v)") }
+            if let v = c.cpus, !v.isEmpty { try set("cpuset", "cpuset.cpus", v) }
+            if let v = c.mems, !v.isEmpty { try set("cpuset", "cpuset.mems", v) }
+        }
+        if let p = r.pids { try set("pids", "pids.max", p.limit <= 0 ? "max" : "\(p.limit)") }
+        if let b = r.blockIO {
+            // Like runc: BFQ's files when present, else CFQ's; without either scheduler, weights are skipped.
+            let dir = path("blkio") ?? ""
+            let bfq = access(dir + "/blkio.bfq.weight", F_OK) == 0
+            let weightFile = bfq ? "blkio.bfq.weight" : "blkio.weight"
+            let hasWeight = access(dir + "/" + weightFile, F_OK) == 0
+            if !hasWeight && (b.weight != nil || b.weightDevice != nil) {
+                Log.warn("blkio weights ignored: no blkio.weight or blkio.bfq.weight on this host")
+            }
+            if hasWeight {
+                if let v = b.weight { try set("blkio", weightFile, "\(v)") }
+                if let v = b.leafWeight, !bfq { try set("blkio", "blkio.leaf_weight", "\(v)") }
+                for d in b.weightDevice ?? [] {
+                    if let w = d.weight { try set("blkio", weightFile + "_device", "\(d.major):\(d.minor) \(w)") }
+                    if let w = d.leafWeight, !bfq { try set("blkio", "blkio.leaf_weight_device", "\(d.major):\(d.minor) \(w)") }
+                }
+            }
+            let throttles: [(String, [Resources.ThrottleDevice]?)] = [
+                ("blkio.throttle.read_bps_device", b.throttleReadBpsDevice),
+                ("blkio.throttle.write_bps_device", b.throttleWriteBpsDevice),
+                ("blkio.throttle.read_iops_device", b.throttleReadIOPSDevice),
+                ("blkio.throttle.write_iops_device", b.throttleWriteIOPSDevice),
+            ]
+            for (file, list) in throttles { for d in list ?? [] { try set("blkio", file, "\(d.major):\(d.minor) \(d.rate)") } }
+        }
+        for h in r.hugepageLimits ?? [] {
+            if path("hugetlb") != nil {
+                try set("hugetlb", "hugetlb.\(h.pageSize).limit_in_bytes", "\(h.limit)")
+            } else {
+                throw RuncError("hugetlb limits need the cgroup v1 hugetlb controller, which is not mounted on this host")
+            }
+        }
+        if let n = r.network {
+            if let c = n.classID, path("net_cls") != nil { try set("net_cls", "net_cls.classid", "\(c)") }
+            for p in n.priorities ?? [] where path("net_prio") != nil {
+                try set("net_prio", "net_prio.ifpriomap", "\(p.name) \(p.priority)")
+            }
+        }
+        if initial || r.devices != nil, path("devices") != nil {
+            try applyDevices(r.devices ?? [], extra: devices)
+        }
+    }
+
+    private func applyDevices(_ rules: [Resources.DeviceRule], extra: [Spec.Device]) throws {
+        func rule(_ type: String?, _ major: Int64?, _ minor: Int64?, _ access: String?) -> String {
+            let t = type ?? "a"
+            if t == "a" && major == nil && minor == nil { return "a" }
+            return "\(t) \(major.map { String($0) } ?? "*"):\(minor.map { String($0) } ?? "*") \(access ?? "rwm")"
+        }
+        for r in rules {
+            try set("devices", r.allow ? "devices.allow" : "devices.deny", rule(r.type, r.major, r.minor, r.access))
+        }
+        for d in extra { try set("devices", "devices.allow", rule(d.type == "u" ? "c" : d.type, d.major, d.minor, "rwm")) }
+        for r in Self.defaultDeviceRules { try set("devices", "devices.allow", r) }
+    }
+
+    /// Every pid in the container's cgroup (from the first hierarchy that has it).
+    func pids() -> [Int32] {
+        for key in ["pids", "freezer", "memory", "devices", "cpu"] {
+            if let dir = path(key), let text = readFile(dir + "/cgroup.procs") {
+                return text.split(separator: "\n").compactMap { Int32($0) }
+            }
+        }
+        return []
+    }
+
+    func freezerState() -> String? {
+        guard let dir = path("freezer") else { return nil }
+        return readFile(dir + "/freezer.state")?.trimmed
+    }
+
+    /// Freezes or thaws the container, waiting until the kernel reports the new state.
+    func freeze(_ on: Bool) throws {
+        let want = on ? "FROZEN" : "THAWED"
+        for _ in 0..<2000 {
+            try set("freezer", "freezer.state", want)
+            if freezerState() == want { return }
+            usleep(1000)
+        }
+        throw RuncError("freezer did not reach \(want)")
+    }
+
+    /// Removes every directory (retrying while the kernel finishes reaping tasks).
+    func destroy() {
+        for (_, dir) in paths {
+            for _ in 0..<500 {
+                if rmdir(dir) == 0 || errno == ENOENT { break }
+                usleep(2000)
+            }
+        }
+    }
+
+    func read(_ controller: String, _ file: String) -> String? {
+        guard let dir = path(controller) else { return nil }
+        return readFile(dir + "/" + file)?.trimmed
+    }
+}

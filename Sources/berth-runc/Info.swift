@@ -1,0 +1,197 @@
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// spec, features, ps, update, events.
+enum Info {
+    /// Writes runc's default config.json (or the rootless variant) into the bundle.
+    static func spec(bundle: String, rootless: Bool) throws {
+        let path = bundle + "/config.json"
+        if access(path, F_OK) == 0 { throw RuncError("File \(path) exists. Remove it first") }
+        let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+        var spec = Spec()
+        spec.process = Spec.Process(
+            terminal: true, consoleSize: nil, user: Spec.User(), args: ["sh"],
+            env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"], cwd: "/",
+            capabilities: Spec.Capabilities(bounding: caps, effective: caps, inheritable: nil, permitted: caps, ambient: caps),
+            rlimits: [Spec.Rlimit(type: "RLIMIT_NOFILE", hard: 1024, soft: 1024)], noNewPrivileges: true)
+        spec.root = Spec.Root(path: "rootfs", readonly: true)
+        spec.hostname = "runc"
+        func m(_ d: String, _ t: String, _ s: String, _ o: [String]?) -> Spec.Mount {
+            Spec.Mount(destination: d, type: t, source: s, options: o)
+        }
+        spec.mounts = [
+            m("/proc", "proc", "proc", nil),
+            m("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+            m("/dev/pts", "devpts", "devpts",
+              ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] + (rootless ? [] : ["gid=5"])),
+            m("/dev/shm", "tmpfs", "shm", ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+            m("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
+            rootless ? m("/sys", "none", "/sys", ["rbind", "nosuid", "noexec", "nodev", "ro"])
+                : m("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
+            m("/sys/fs/cgroup", "cgroup", "cgroup", ["nosuid", "noexec", "nodev", "relatime", "ro"]),
+        ]
+        var linux = Spec.Linux()
+        var namespaces = ["pid", "network", "ipc", "uts", "mount"].map { Spec.Namespace(type: $0) }
+        if rootless {
+            namespaces.removeAll { $0.type == "network" }
+            namespaces.append(Spec.Namespace(type: "user"))
+            linux.uidMappings = [Spec.IDMapping(containerID: 0, hostID: getuid(), size: 1)]
+            linux.gidMappings = [Spec.IDMapping(containerID: 0, hostID: getgid(), size: 1)]
+        } else {
+            linux.resources = Resources(devices: [Resources.DeviceRule(allow: false, access: "rwm")])
+        }
+        linux.namespaces = namespaces
+        linux.maskedPaths = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"]
+        linux.readonlyPaths = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        spec.linux = linux
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted]
+        try writeAtomically(path, try encoder.encode(spec), mode: 0o666 & ~currentUmask())
+    }
+
+    static func currentUmask() -> mode_t {
+        let m = umask(0)
+        umask(m)
+        return m
+    }
+
+    static let features = """
+        {
+            "ociVersionMin": "1.0.0",
+            "ociVersionMax": "1.2.0",
+            "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+            "mountOptions": [\((Linux.mountFlags.keys.sorted() + Linux.propagation.keys.sorted() + ["tmpcopyup"]).map { "\"\($0)\"" }.joined(separator: ", "))],
+            "linux": {
+                "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+                "capabilities": [\(Linux.capabilities.map { "\"\($0)\"" }.joined(separator: ", "))],
+                "cgroup": {"v1": true, "v2": false, "systemd": false, "systemdUser": false},
+                "seccomp": {
+                    "enabled": true,
+                    "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                    "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                    "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+                    "knownFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
+                    "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
+                },
+                "apparmor": {"enabled": false},
+                "selinux": {"enabled": false}
+            },
+            "annotations": {"io.github.berth.runtime": "berth-runc"}
+        }
+        """
+
+    /// `ps [--format table|json] ID [ps options]`.
+    static func ps(_ globals: Globals, _ args: [String]) throws {
+        let f = try ParsedFlags.parse(args, bools: [], values: ["format,f"])
+        guard let id = f.positional.first else { throw RuncError("\"ps\" requires a container id") }
+        let record = try ContainerRecord.load(root: globals.root, id: id)
+        let pids = record.status(root: globals.root) == "stopped" ? [] : record.cgroups.pids()
+        let format = f.value("format") ?? "table"
+        if format == "json" {
+            printOut("[" + pids.map(String.init).joined(separator: ",") + "]")
+            return
+        }
+        guard format == "table" else { throw RuncError("invalid format option") }
+        let psArgs = f.positional.count > 1 ? Array(f.positional.dropFirst()) : ["-ef"]
+        let cmd = "ps " + psArgs.map { "'" + $0.replacing("'", with: "'\\''") + "'" }.joined(separator: " ")
+        guard let pipe = popen(cmd, "r") else { throw RuncError.sys("ps", errno) }
+        var output = ""
+        var buf = [CChar](repeating: 0, count: 4096)
+        while fgets(&buf, 4096, pipe) != nil {
+            output += buf.withUnsafeBufferPointer { p in p.baseAddress.map { String(cString: $0) } ?? "" }
+        }
+        pclose(pipe)
+        let lines = output.split(separator: "\n")
+        guard let header = lines.first else { return }
+        let cols = header.split(separator: " ")
+        guard let pidCol = cols.firstIndex(of: "PID") else { throw RuncError("couldn't find PID field in ps output") }
+        printOut(String(header))
+        let wanted = Set(pids)
+        for line in lines.dropFirst() {
+            let fields = line.split(separator: " ")
+            if pidCol < fields.count, let p = Int32(fields[pidCol]), wanted.contains(p) { printOut(String(line)) }
+        }
+    }
+
+    /// `update [--resources FILE | flags] ID`: changes cgroup limits of a container and records them.
+    static func update(_ globals: Globals, _ args: [String]) throws {
+        let f = try ParsedFlags.parse(
+            args, bools: [],
+            values: ["resources,r", "memory", "memory-swap", "memory-reservation", "kernel-memory", "cpu-shares",
+                     "cpu-quota", "cpu-period", "cpu-rt-runtime", "cpu-rt-period", "cpuset-cpus", "cpuset-mems",
+                     "pids-limit", "blkio-weight", "l3-cache-schema", "mem-bw-schema"])
+        guard let id = f.positional.first else { throw RuncError("\"update\" requires a container id") }
+        var record = try ContainerRecord.load(root: globals.root, id: id)
+        var r: Resources
+        if let file = f.value("resources") {
+            let data = file == "-" ? FileHandleLike.readStdin() : FileManager.default.contents(atPath: file)
+            guard let data else { throw RuncError("cannot read resources file \(file)") }
+            do { r = try JSONDecoder().decode(Resources.self, from: data) } catch {
+                throw RuncError("resources file \(file): \(error)")
+            }
+        } else {
+            r = Resources()
+            func i64(_ n: String) throws -> Int64? {
+                guard let v = f.value(n) else { return nil }
+                guard let x = Int64(v) else { throw RuncError("invalid value for --\(n): \(v)") }
+                return x
+            }
+            if f.value("memory") != nil || f.value("memory-swap") != nil || f.value("memory-reservation") != nil {
+                r.memory = Resources.Memory(limit: try i64("memory"), reservation: try i64("memory-reservation"),
+                                            swap: try i64("memory-swap"))
+            }
+            if ["cpu-shares", "cpu-quota", "cpu-period", "cpuset-cpus", "cpuset-mems"].contains(where: { f.value($0) != nil }) {
+                r.cpu = Resources.CPU(shares: try i64("cpu-shares").map { UInt64($0) }, quota: try i64("cpu-quota"),
+                                      period: try i64("cpu-period").map { UInt64($0) }, cpus: f.value("cpuset-cpus"),
+                                      mems: f.value("cpuset-mems"))
+            }
+            if let p = try i64("pids-limit") { r.pids = Resources.Pids(limit: p) }
+            if let w = try i64("blkio-weight") { r.blockIO = Resources.BlockIO(weight: UInt16(clamping: w)) }
+        }
+        guard record.status(root: globals.root) != "stopped" else { throw RuncError("container not running") }
+        try record.cgroups.apply(r, initial: false)
+        var current = record.config.linux?.resources ?? Resources()
+        if r.memory != nil { current.memory = r.memory }
+        if r.cpu != nil { current.cpu = r.cpu }
+        if r.pids != nil { current.pids = r.pids }
+        if r.blockIO != nil { current.blockIO = r.blockIO }
+        if record.config.linux == nil { record.config.linux = Spec.Linux() }
+        record.config.linux?.resources = current
+        try record.save(root: globals.root)
+    }
+
+    /// `events [--stats] [--interval D] ID`: one stats event (--stats), or one every interval until stopped.
+    static func events(_ globals: Globals, _ args: [String]) throws {
+        let f = try ParsedFlags.parse(args, bools: ["stats"], values: ["interval"])
+        guard let id = f.positional.first else { throw RuncError("\"events\" requires a container id") }
+        let interval = Double((f.value("interval") ?? "5s").filter { $0.isNumber || $0 == "." }) ?? 5
+        while true {
+            let record = try ContainerRecord.load(root: globals.root, id: id)
+            guard record.status(root: globals.root) != "stopped" else { throw RuncError("container with id \(id) is not running") }
+            printOut(stats(record))
+            if f.has("stats") { return }
+            usleep(UInt32(interval * 1_000_000))
+        }
+    }
+
+    static func stats(_ r: ContainerRecord) -> String {
+        let cg = r.cgroups
+        func num(_ c: String, _ file: String) -> UInt64 { UInt64(cg.read(c, file) ?? "") ?? 0 }
+        let percpu = (cg.read("cpuacct", "cpuacct.usage_percpu") ?? "").split(separator: " ").compactMap { UInt64($0) }
+        var user: UInt64 = 0, system: UInt64 = 0
+        for line in (cg.read("cpuacct", "cpuacct.stat") ?? "").split(separator: "\n") {
+            let p = line.split(separator: " ")
+            guard p.count == 2, let v = UInt64(p[1]) else { continue }
+            // USER_HZ ticks to nanoseconds.
+            if p[0] == "user" { user = v * 10_000_000 } else if p[0] == "system" { system = v * 10_000_000 }
+        }
+        let cpu = "{\"usage\":{\"total\":\(num("cpuacct", "cpuacct.usage")),\"percpu\":[\(percpu.map(String.init).joined(separator: ","))],\"kernel\":\(system),\"user\":\(user)},\"throttling\":{}}"
+        let memory = "{\"usage\":{\"limit\":\(num("memory", "memory.limit_in_bytes")),\"usage\":\(num("memory", "memory.usage_in_bytes")),\"max\":\(num("memory", "memory.max_usage_in_bytes")),\"failcnt\":\(num("memory", "memory.failcnt"))}}"
+        let pidsLimit = cg.read("pids", "pids.max").flatMap { UInt64($0) } ?? 0
+        let pids = "{\"current\":\(num("pids", "pids.current")),\"limit\":\(pidsLimit)}"
+        return "{\"type\":\"stats\",\"id\":\(jsonString(r.id)),\"data\":{\"cpu\":\(cpu),\"memory\":\(memory),\"pids\":\(pids),\"blkio\":{},\"hugetlb\":{}}}"
+    }
+}

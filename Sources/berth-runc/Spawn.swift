@@ -1,0 +1,174 @@
+import CBerthRunc
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Fills the process part of a plan (identity, caps, rlimits, seccomp, terminal) from an OCI process.
+func fillProcess(_ plan: inout brc_plan, _ process: Spec.Process, seccomp: Spec.Seccomp?) throws {
+    guard let args = process.args, !args.isEmpty else { throw RuncError("args must not be empty") }
+    var env = process.env ?? []
+    if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=/") }
+    plan.argv = CMem.strings(args)
+    plan.envp = CMem.strings(env)
+    guard process.cwd.hasPrefix("/") else { throw RuncError("cwd must be an absolute path") }
+    plan.cwd = CMem.str(process.cwd)
+    plan.uid = process.user.uid
+    plan.gid = process.user.gid
+    let groups = process.user.additionalGids ?? []
+    plan.groups = CMem.array(groups)
+    plan.ngroups = Int32(groups.count)
+    plan.umask = Int32(process.user.umask ?? 0o022)
+    var rlimits: [brc_rlimit] = []
+    for r in process.rlimits ?? [] {
+        guard let i = Linux.rlimits.firstIndex(of: r.type) else { throw RuncError("unknown rlimit type \(r.type)") }
+        rlimits.append(brc_rlimit(resource: Int32(i), soft: r.soft, hard: r.hard))
+    }
+    plan.rlimits = CMem.array(rlimits)
+    plan.nrlimits = Int32(rlimits.count)
+    if let caps = process.capabilities {
+        plan.set_caps = 1
+        plan.cap_bounding = Linux.capMask(caps.bounding)
+        plan.cap_effective = Linux.capMask(caps.effective)
+        plan.cap_permitted = Linux.capMask(caps.permitted)
+        plan.cap_inheritable = Linux.capMask(caps.inheritable)
+        plan.cap_ambient = Linux.capMask(caps.ambient)
+    }
+    plan.no_new_privs = process.noNewPrivileges == true ? 1 : 0
+    if let adj = process.oomScoreAdj {
+        plan.set_oom_score_adj = 1
+        plan.oom_score_adj = Int32(adj)
+    }
+    if let label = process.apparmorProfile, !label.isEmpty {
+        Log.warn("apparmor profile \(label) ignored: AppArmor is not enabled on this host")
+    }
+    if let label = process.selinuxLabel, !label.isEmpty {
+        Log.warn("selinux label \(label) ignored: SELinux is not enabled on this host")
+    }
+    if let seccomp {
+        let (bpf, flags) = try SeccompCompiler.compile(seccomp)
+        plan.seccomp_filter = UnsafeRawPointer(CMem.array(bpf))
+        plan.seccomp_len = Int32(bpf.count / 8)
+        plan.seccomp_flags = flags
+    }
+    plan.terminal = process.terminal == true ? 1 : 0
+}
+
+/// A blank plan (all fds -1).
+func emptyPlan() -> brc_plan {
+    var p = brc_plan()
+    p.console_fd = -1
+    p.fifo_fd = -1
+    p.sync_fd = -1
+    p.umask = -1
+    p.stdio_fds = (-1, -1, -1)
+    return p
+}
+
+/// Runs stage 1/stage 2 and the parent side of the sync protocol. Returns the container process pid once
+/// it reported ready (it then waits on exec.fifo or execs).
+struct Spawner {
+    var uidMappings: [Spec.IDMapping] = []
+    var gidMappings: [Spec.IDMapping] = []
+    var cgroups: Cgroups?
+    /// Called when the init asks for prestart/createRuntime hooks (pid known); returns the state JSON the init
+    /// hands to its own createContainer/startContainer hooks.
+    var onHooks: ((Int32) throws -> String)?
+
+    func spawn(_ plan: inout brc_plan) throws -> Int32 {
+        var fds: [Int32] = [-1, -1]
+        let r = fds.withUnsafeMutableBufferPointer { brc_socketpair_seqpacket($0.baseAddress) }
+        if r < 0 { throw RuncError.sys("socketpair", -r) }
+        let parentFd = fds[0]
+        defer { close(parentFd) }
+        plan.sync_fd = fds[1]
+        let stage1 = withUnsafePointer(to: &plan) { brc_spawn($0) }
+        close(fds[1])
+        if stage1 < 0 { throw RuncError.sys("fork", -stage1) }
+        var msg = brc_msg()
+        var status: Int32 = 0
+        let got = brc_recv_msg(parentFd, &msg)
+        _ = waitpid(stage1, &status, 0)
+        guard got == 0 else { throw RuncError("container init exited before reporting its pid") }
+        if msg.type == Int32(BRC_MSG_ERROR) { throw RuncError(Self.text(msg)) }
+        guard msg.type == Int32(BRC_MSG_PID) else { throw RuncError("unexpected message from container init") }
+        let pid = msg.value
+        do {
+            try setUp(pid: pid)
+            _ = brc_send_msg(parentFd, Int32(BRC_MSG_GO), 0, "")
+            while true {
+                var m = brc_msg()
+                if brc_recv_msg(parentFd, &m) != 0 {
+                    var st: Int32 = 0
+                    _ = waitpid(pid, &st, WNOHANG)
+                    throw RuncError("container init exited unexpectedly")
+                }
+                switch m.type {
+                case Int32(BRC_MSG_READY): return pid
+                case Int32(BRC_MSG_ERROR): throw RuncError(Self.text(m))
+                case Int32(BRC_MSG_HOOKS):
+                    let state = try onHooks?(pid) ?? ""
+                    _ = brc_send_msg(parentFd, Int32(BRC_MSG_HOOKS_DONE), 0, state)
+                default: throw RuncError("unexpected message from container init")
+                }
+            }
+        } catch {
+            kill(pid, SIGKILL)
+            var st: Int32 = 0
+            _ = waitpid(pid, &st, 0)
+            throw error
+        }
+    }
+
+    private func setUp(pid: Int32) throws {
+        if !uidMappings.isEmpty || !gidMappings.isEmpty {
+            for (file, maps) in [("uid_map", uidMappings), ("gid_map", gidMappings)] {
+                let text = maps.map { "\($0.containerID) \($0.hostID) \($0.size)" }.joined(separator: "\n") + "\n"
+                let e = writeFile("/proc/\(pid)/\(file)", text)
+                if e != 0 { throw RuncError.sys("write \(file)", e) }
+            }
+        }
+        try cgroups?.add(pid: pid)
+    }
+
+    private static func text(_ m: brc_msg) -> String {
+        // The text array is too large to import as a tuple: it follows the two Int32 fields.
+        withUnsafeBytes(of: m) { raw in
+            let bytes = raw.dropFirst(2 * MemoryLayout<Int32>.size).prefix { $0 != 0 }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+}
+
+/// Exit status like a shell: code, or 128 + signal.
+func exitCode(_ status: Int32) -> Int32 {
+    let sig = status & 0x7f
+    if sig == 0 { return (status >> 8) & 0xff }
+    return 128 + sig
+}
+
+/// Waits for a child of this process and returns its shell-style exit code.
+func waitChild(_ pid: Int32) -> Int32 {
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 {
+        if errno != EINTR { return 255 }
+    }
+    return exitCode(status)
+}
+
+/// Opens the console socket given with --console-socket.
+func connectConsole(_ path: String?) throws -> Int32 {
+    guard let path else { return -1 }
+    let fd = brc_connect_unix(path)
+    if fd < 0 { throw RuncError.sys("connect to console socket \(path)", -fd) }
+    return fd
+}
+
+/// C copies of hooks the container process runs itself.
+func cHooks(_ hooks: [Spec.Hook]?) -> (UnsafePointer<brc_hook>?, Int32) {
+    let list = (hooks ?? []).map { h in
+        brc_hook(path: CMem.str(h.path), argv: CMem.strings(h.args ?? [h.path]), envp: CMem.strings(h.env ?? []),
+                 timeout: Int32(h.timeout ?? 0))
+    }
+    return (CMem.array(list), Int32(list.count))
+}

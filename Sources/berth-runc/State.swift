@@ -1,0 +1,100 @@
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What berth-runc remembers about a container: `<root>/<id>/state.json`, written atomically.
+struct ContainerRecord: Codable, Sendable {
+    var id: String
+    var pid: Int32
+    /// Start time of `pid` (field 22 of /proc/<pid>/stat), so a reused pid is not mistaken for the container.
+    var pidStartTime: UInt64
+    var bundle: String
+    var rootfs: String
+    var created: String
+    var owner: String = ""
+    var annotations: [String: String]?
+    var cgroups: Cgroups
+    var config: Spec
+    /// Namespace paths of the init process that exec joins (type → /proc/<pid>/ns/...).
+    var namespaces: [String: String] = [:]
+
+    static func directory(root: String, id: String) -> String { root + "/" + id }
+
+    static func load(root: String, id: String) throws -> ContainerRecord {
+        try validate(id: id)
+        let path = directory(root: root, id: id) + "/state.json"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw RuncError("container \(id) does not exist")
+        }
+        do { return try JSONDecoder().decode(ContainerRecord.self, from: data) } catch {
+            throw RuncError("container \(id): state file is unreadable: \(error)")
+        }
+    }
+
+    func save(root: String) throws {
+        let data = try JSONEncoder().encode(self)
+        try writeAtomically(ContainerRecord.directory(root: root, id: id) + "/state.json", data)
+    }
+
+    static func validate(id: String) throws {
+        let ok = !id.isEmpty && id.count <= 1024 && id != "." && id != ".."
+            && id.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)))
+                || "_+-.".unicodeScalars.contains($0) }
+        if !ok { throw RuncError("invalid id format: \(id)") }
+    }
+
+    /// created / running / paused / stopped, computed as runc does from the process, exec.fifo and freezer.
+    func status(root: String) -> String {
+        guard pid > 0, Self.alive(pid: pid, startTime: pidStartTime) else { return "stopped" }
+        if access(ContainerRecord.directory(root: root, id: id) + "/exec.fifo", F_OK) == 0 { return "created" }
+        if cgroups.freezerState() == "FROZEN" { return "paused" }
+        return "running"
+    }
+
+    static func startTime(pid: Int32) -> UInt64? {
+        guard let stat = readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // fields[0] is the state (field 3); start time is field 22.
+        guard fields.count > 19 else { return nil }
+        return UInt64(fields[19])
+    }
+
+    static func alive(pid: Int32, startTime: UInt64) -> Bool {
+        guard let stat = readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return false }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19 else { return false }
+        if fields[0] == "Z" || fields[0] == "X" { return false }
+        return startTime == 0 || UInt64(fields[19]) == startTime
+    }
+
+    /// The JSON object runc prints for `state` and `list --format json`.
+    func stateJSON(root: String, indent: Bool) -> String {
+        let status = status(root: root)
+        let shownPid = status == "stopped" ? 0 : pid
+        var fields: [(String, String)] = [
+            ("ociVersion", jsonString("1.0.2-dev")), ("id", jsonString(id)), ("pid", "\(shownPid)"),
+            ("status", jsonString(status)), ("bundle", jsonString(bundle)), ("rootfs", jsonString(rootfs)),
+            ("created", jsonString(created)), ("owner", jsonString(owner)),
+        ]
+        if let annotations, !annotations.isEmpty {
+            let items = annotations.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            fields.append(("annotations", "{" + items.joined(separator: ",") + "}"))
+        }
+        if indent {
+            return "{\n" + fields.map { "  \(jsonString($0.0)): \($0.1)" }.joined(separator: ",\n") + "\n}"
+        }
+        return "{" + fields.map { "\(jsonString($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+    }
+
+    /// The state handed to hooks on stdin (OCI state: ociVersion, id, status, pid, bundle, annotations).
+    func hookState(status: String) -> String {
+        var s = "{\"ociVersion\":\"1.2.0\",\"id\":\(jsonString(id)),\"status\":\(jsonString(status)),\"pid\":\(pid),"
+        s += "\"bundle\":\(jsonString(bundle))"
+        if let annotations, !annotations.isEmpty {
+            let items = annotations.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            s += ",\"annotations\":{" + items.joined(separator: ",") + "}"
+        }
+        return s + "}"
+    }
+}
