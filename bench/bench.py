@@ -1,17 +1,48 @@
 #!/usr/bin/env python3
 """Berth vs containerd 1.6, measured alternately in one run (A B A B ...), printing medians and ratios.
 
-Figures (issue: Backbone):
+Figures, issue Backbone:
   cold start   exec of the daemon on a fresh root until the API answers Version
   idle RSS     VmRSS of the daemon 5 s after start
   1000 calls   1,000 sequential Version calls over one connection
-The client is Python grpcio sending raw bytes, so neither daemon gets a client of its own language.
+Figures, issue Content:
+  ingest 1 GiB  `ctr content ingest` of a 1 GiB random file
+  ls 10k        `ctr content ls` with 10,000 blobs in the namespace
+The client is Python grpcio sending raw bytes (and Debian's ctr), so neither daemon gets a client of its own.
 """
 import argparse, os, shutil, signal, statistics, subprocess, tempfile, time
 
 import grpc
 
 VERSION = "/containerd.services.version.v1.Version/Version"
+WRITE = "/containerd.services.content.v1.Content/Write"
+NS = (("containerd-namespace", "default"),)
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(number, value):
+    """Protobuf encoding of one field: ints as varints, str/bytes length-delimited."""
+    if isinstance(value, int):
+        return varint(number << 3) + varint(value)
+    data = value.encode() if isinstance(value, str) else value
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+def commit_request(ref, data, labels):
+    """A single WriteContentRequest that writes and commits (action COMMIT = 2)."""
+    msg = field(1, 2) + field(2, ref) + field(3, len(data)) + field(6, data)
+    for k, v in labels.items():
+        msg += field(7, field(1, k) + field(2, v))
+    return msg
 
 
 def config_containerd(d):
@@ -67,6 +98,18 @@ class Daemon:
             self.call(b"")
         return time.perf_counter() - t0
 
+    def put_blobs(self, count):
+        write = self.channel.stream_stream(WRITE, request_serializer=None, response_deserializer=None)
+        for i in range(count):
+            data = f"{self.name}-blob-{i}".encode()
+            for _ in write(iter([commit_request(f"b{i}", data, {"containerd.io/gc.root": "bench"})]), metadata=NS):
+                pass
+
+    def ctr(self, *args, stdin=None):
+        t0 = time.perf_counter()
+        subprocess.run(["ctr", "--address", self.socket, *args], check=True, stdin=stdin, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+
     def stop(self):
         self.channel.close()
         self.proc.send_signal(signal.SIGTERM)
@@ -79,15 +122,9 @@ class Daemon:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--berth-bin", required=True)
-    p.add_argument("--rounds", type=int, default=10)
-    a = p.parse_args()
-    berth = Daemon("berth", [os.path.join(a.berth_bin, "berthd")], config_berth)
-    ctrd = Daemon("containerd", ["containerd"], config_containerd)
+def backbone(berth, ctrd, rounds):
     results = {d.name: {"start": [], "rss": [], "calls": []} for d in (berth, ctrd)}
-    for r in range(a.rounds):
+    for r in range(rounds):
         for d in ((berth, ctrd) if r % 2 == 0 else (ctrd, berth)):
             results[d.name]["start"].append(d.start())
             if r < 3:  # RSS needs the 5 s idle wait; three samples are enough
@@ -96,13 +133,50 @@ def main():
             d.calls(50)  # warm the connection
             results[d.name]["calls"].append(d.calls(1000))
             d.stop()
-    med = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in results.items()}
-    b, c = med["berth"], med["containerd"]
-    print(f"rounds: {a.rounds} (alternating), medians")
-    print(f"{'figure':<28}{'berth':>12}{'containerd':>14}{'ratio':>9}")
-    rows = [("cold start to Version (ms)", "start", 1000), ("idle VmRSS (MB)", "rss", 1), ("1000 Version calls (ms)", "calls", 1000)]
-    for label, key, scale in rows:
-        print(f"{label:<28}{b[key]*scale:>12.1f}{c[key]*scale:>14.1f}{b[key]/c[key]:>8.2f}x")
+    return results, [("cold start to Version (ms)", "start", 1000), ("idle VmRSS (MB)", "rss", 1),
+                     ("1000 Version calls (ms)", "calls", 1000)]
+
+
+def content(berth, ctrd, rounds):
+    big = "/tmp/bench-1g.bin"
+    if not os.path.exists(big) or os.path.getsize(big) != 1 << 30:
+        subprocess.run(f"head -c 1G /dev/urandom > {big}", shell=True, check=True)
+    results = {d.name: {"ingest": [], "ls": []} for d in (berth, ctrd)}
+    for r in range(rounds):
+        for d in ((berth, ctrd) if r % 2 == 0 else (ctrd, berth)):
+            d.start()
+            with open(big, "rb") as f:
+                results[d.name]["ingest"].append(d.ctr("content", "ingest", f"big-{r}", stdin=f))
+            d.stop()
+    for d in (berth, ctrd):
+        d.start()
+        d.put_blobs(10_000)
+        d.ctr("content", "ls")  # warm
+        d.stats_ls = [d.ctr("content", "ls") for _ in range(5)]
+    for d in (berth, ctrd):
+        results[d.name]["ls"] = d.stats_ls
+        d.stop()
+    return results, [("ctr content ingest 1 GiB (s)", "ingest", 1), ("ctr content ls, 10k blobs (ms)", "ls", 1000)]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--berth-bin", required=True)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--only", choices=["backbone", "content"], default=None)
+    a = p.parse_args()
+    berth = Daemon("berth", [os.path.join(a.berth_bin, "berthd")], config_berth)
+    ctrd = Daemon("containerd", ["containerd"], config_containerd)
+    for name, fn, rounds in (("backbone", backbone, a.rounds), ("content", content, max(3, a.rounds // 3))):
+        if a.only and a.only != name:
+            continue
+        results, rows = fn(berth, ctrd, rounds)
+        med = {n: {k: statistics.median(v) for k, v in f.items() if v} for n, f in results.items()}
+        b, c = med["berth"], med["containerd"]
+        print(f"== {name}: {rounds} rounds (alternating), medians")
+        print(f"{'figure':<34}{'berth':>12}{'containerd':>14}{'ratio':>9}")
+        for label, key, scale in rows:
+            print(f"{label:<34}{b[key]*scale:>12.1f}{c[key]*scale:>14.1f}{b[key]/c[key]:>8.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,19 @@
 import BerthCore
 import GRPCCore
 
+/// The one table that pairs Berth's error codes with gRPC status codes (containerd's `errdefs.ToGRPC` and
+/// `FromGRPC`); both directions read it, so they cannot drift apart.
+let codePairs: [(BerthError.Code, RPCError.Code)] = [
+    (.notFound, .notFound), (.alreadyExists, .alreadyExists), (.invalidArgument, .invalidArgument),
+    (.failedPrecondition, .failedPrecondition), (.unavailable, .unavailable), (.notImplemented, .unimplemented),
+    (.canceled, .cancelled), (.deadlineExceeded, .deadlineExceeded), (.aborted, .aborted),
+    (.internalError, .internalError),
+]
+
 extension RPCError {
-    /// The one place where Berth's error codes become gRPC status codes (containerd's `errdefs.ToGRPC`).
+    /// The one place where Berth's errors become gRPC status codes.
     public init(_ error: BerthError) {
-        let code: RPCError.Code
-        switch error.code {
-        case .notFound: code = .notFound
-        case .alreadyExists: code = .alreadyExists
-        case .invalidArgument: code = .invalidArgument
-        case .failedPrecondition: code = .failedPrecondition
-        case .unavailable: code = .unavailable
-        case .notImplemented: code = .unimplemented
-        case .canceled: code = .cancelled
-        case .deadlineExceeded: code = .deadlineExceeded
-        case .aborted: code = .aborted
-        case .internalError: code = .internalError
-        default: code = .unknown
-        }
+        let code = codePairs.first { $0.0 == error.code }?.1 ?? .unknown
         self.init(code: code, message: error.description)
     }
 }
@@ -25,21 +21,7 @@ extension RPCError {
 extension BerthError {
     /// The reverse mapping, for clients (the CLI) that turn a gRPC status back into a Berth error.
     public init(_ error: RPCError) {
-        let code: BerthError.Code
-        switch error.code {
-        case .notFound: code = .notFound
-        case .alreadyExists: code = .alreadyExists
-        case .invalidArgument: code = .invalidArgument
-        case .failedPrecondition: code = .failedPrecondition
-        case .unavailable: code = .unavailable
-        case .unimplemented: code = .notImplemented
-        case .cancelled: code = .canceled
-        case .deadlineExceeded: code = .deadlineExceeded
-        case .aborted: code = .aborted
-        case .internalError: code = .internalError
-        default: code = .unknown
-        }
-        self.init(code, error.message)
+        self.init(codePairs.first { $0.1 == error.code }?.0 ?? .unknown, error.message)
     }
 
     /// Any error a client call may throw, as a BerthError.

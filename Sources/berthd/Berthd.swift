@@ -34,7 +34,7 @@ struct Serve: AsyncParsableCommand {
         do {
             try await Daemon.run(
                 configPath: config, overrides: .init(address: address, root: root, state: state, logLevel: logLevel))
-        } catch let error as BerthError {
+        } catch {
             Console.err("berthd: \(error)\n")
             throw ExitCode.failure
         }

@@ -52,26 +52,17 @@ import Testing
 
     @Test func eventsStreamAndHelp() throws {
         try withDaemon { d in
-            let events = Process()
-            events.executableURL = URL(fileURLWithPath: binDirectory + "/berth")
-            events.arguments = ["--address", d.socket, "events", "--format", "json", "topic==\"/namespaces/create\""]
-            let pipe = Pipe()
-            events.standardOutput = pipe
-            let output = Locked(Data())
-            pipe.fileHandleForReading.readabilityHandler = { h in
-                let data = h.availableData
-                output.update { $0.append(data) }
-            }
-            try events.run()
-            defer { events.terminate() }
+            let events = try Capture(
+                binDirectory + "/berth", ["--address", d.socket, "events", "--format", "json", "topic==\"/namespaces/create\""])
+            defer { events.stop() }
             var n = 0
             let deadline = Date().addingTimeInterval(15)
-            while Date() < deadline, !String(decoding: output.get(), as: UTF8.self).contains("\"topic\"") {
+            while Date() < deadline, !events.text.contains("\"topic\"") {
                 n += 1
                 _ = try d.berth(["namespaces", "create", "e\(n)"])
                 usleep(200_000)
             }
-            let line = try #require(String(decoding: output.get(), as: UTF8.self).split(separator: "\n").first)
+            let line = try #require(events.text.split(separator: "\n").first)
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             #expect(object?["topic"] as? String == "/namespaces/create")
             #expect((object?["event"] as? [String: Any])?["name"] as? String != nil)

@@ -115,29 +115,19 @@ func createImage(_ d: Daemon, name: String, digest: String, size: Int64, namespa
     @Test func imagesThroughTheAPIAndCtr() async throws {
         let d = try Daemon()
         defer { d.remove() }
-        let events = Process()
-        events.executableURL = URL(fileURLWithPath: ctrPath)
-        events.arguments = ["--address", d.socket, "events", "topic~=|^/images/|"]
-        let pipe = Pipe()
-        events.standardOutput = pipe
-        let output = Locked(Data())
-        pipe.fileHandleForReading.readabilityHandler = { h in
-            let data = h.availableData
-            output.update { $0.append(data) }
-        }
-        try events.run()
-        defer { events.terminate() }
+        let events = try Capture(ctrPath, ["--address", d.socket, "events", "topic~=|^/images/|"])
+        defer { events.stop() }
         let file = d.directory + "/manifest"
         let digest = try randomFile(file, megabytes: 1)
         #expect(try ctrWithInput(d, ["content", "ingest", "m"], input: file).succeeded)
         var n = 0
         let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline, !String(decoding: output.get(), as: UTF8.self).contains("/images/create") {
+        while Date() < deadline, !events.text.contains("/images/create") {
             n += 1
             try await createImage(d, name: "example.com/app:\(n)", digest: digest, size: 1 << 20, labels: ["v": "\(n)"])
             try await Task.sleep(for: .milliseconds(200))
         }
-        #expect(String(decoding: output.get(), as: UTF8.self).contains("/images/create {\"name\":\"example.com/app:"))
+        #expect(events.text.contains("/images/create {\"name\":\"example.com/app:"))
         let ls = try d.ctr(["images", "ls"])
         #expect(ls.stdout.contains("example.com/app:1"), "\(ls.stdout)")
         #expect(try d.ctr(["images", "label", "example.com/app:1", "tier=prod"]).succeeded)

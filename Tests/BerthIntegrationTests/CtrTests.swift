@@ -70,23 +70,12 @@ import Testing
 
     @Test func eventsReceiveNamespaceEvents() throws {
         try withDaemon { d in
-            let events = Process()
-            events.executableURL = URL(fileURLWithPath: ctrPath)
-            events.arguments = ["--address", d.socket, "events", "topic~=/namespaces/"]
-            let pipe = Pipe()
-            events.standardOutput = pipe
-            events.standardError = FileHandle.nullDevice
-            let output = Locked(Data())
-            pipe.fileHandleForReading.readabilityHandler = { h in
-                let data = h.availableData
-                output.update { $0.append(data) }
-            }
-            try events.run()
-            defer { events.terminate() }
+            let events = try Capture(ctrPath, ["--address", d.socket, "events", "topic~=/namespaces/"])
+            defer { events.stop() }
             // The subscription is live once an event gets through: create namespaces until one shows.
             var created = 0
             let deadline = Date().addingTimeInterval(15)
-            while Date() < deadline, !String(decoding: output.get(), as: UTF8.self).contains("/namespaces/create") {
+            while Date() < deadline, !events.text.contains("/namespaces/create") {
                 created += 1
                 #expect(try d.ctr(["namespaces", "create", "ev\(created)", "k=v"]).succeeded)
                 usleep(200_000)
@@ -94,10 +83,10 @@ import Testing
             #expect(try d.ctr(["namespaces", "label", "ev1", "k=w"]).succeeded)
             #expect(try d.ctr(["namespaces", "rm", "ev1"]).succeeded)
             let deadline2 = Date().addingTimeInterval(10)
-            while Date() < deadline2, !String(decoding: output.get(), as: UTF8.self).contains("/namespaces/delete") {
+            while Date() < deadline2, !events.text.contains("/namespaces/delete") {
                 usleep(50_000)
             }
-            let text = String(decoding: output.get(), as: UTF8.self)
+            let text = events.text
             #expect(text.contains("/namespaces/create"), "\(text)")
             #expect(text.contains("\"name\":\"ev"), "\(text)")
             #expect(text.contains("/namespaces/update {\"name\":\"ev1\",\"labels\":{\"k\":\"w\"}}"), "\(text)")

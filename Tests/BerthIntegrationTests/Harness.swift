@@ -179,3 +179,27 @@ func isLive(_ path: String) -> Bool {
         }
     }
 }
+
+/// A long-running client (an event subscription) whose stdout is collected as it arrives.
+final class Capture: @unchecked Sendable {
+    let process = Process()
+    private let output = Locked(Data())
+
+    init(_ path: String, _ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        let output = self.output
+        pipe.fileHandleForReading.readabilityHandler = { h in
+            let data = h.availableData
+            output.update { $0.append(data) }
+        }
+        try process.run()
+    }
+
+    var text: String { String(decoding: output.get(), as: UTF8.self) }
+
+    func stop() { if process.isRunning { process.terminate() } }
+}

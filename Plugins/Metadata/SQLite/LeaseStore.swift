@@ -17,12 +17,7 @@ public struct LeaseView: LeaseManager {
         let lease = try await store.write { db in
             let now = Date().timeIntervalSince1970
             try ensureNamespace(db, namespace, now: now)
-            if try Bool.fetchOne(
-                db, sql: "SELECT EXISTS (SELECT 1 FROM leases WHERE namespace = ? AND id = ?)", arguments: [namespace, id])
-                == true
-            {
-                throw BerthError.alreadyExists("lease \"\(id)\"")
-            }
+            if try Self.leaseExists(db, namespace, id) { throw BerthError.alreadyExists("lease \"\(id)\"") }
             try db.execute(
                 sql: "INSERT INTO leases (namespace, id, created_at) VALUES (?, ?, ?)", arguments: [namespace, id, now])
             try LabelRows.leases.insert(db, namespace, id, labels)
@@ -69,13 +64,19 @@ public struct LeaseView: LeaseManager {
         if resource.id.isEmpty { throw .invalidArgument("lease resource id must not be empty") }
     }
 
-    static func addLeaseResource(_ db: Database, _ namespace: String, _ lease: String, _ resource: LeaseResource) throws {
-        guard try Bool.fetchOne(
-            db, sql: "SELECT EXISTS (SELECT 1 FROM leases WHERE namespace = ? AND id = ?)", arguments: [namespace, lease])
+    static func leaseExists(_ db: Database, _ namespace: String, _ id: String) throws -> Bool {
+        try Bool.fetchOne(
+            db, sql: "SELECT EXISTS (SELECT 1 FROM leases WHERE namespace = ? AND id = ?)", arguments: [namespace, id])
             == true
-        else {
-            throw BerthError.notFound("lease \"\(lease)\"")
-        }
+    }
+
+    /// NotFound unless the lease exists in the namespace.
+    static func requireLease(_ db: Database, _ namespace: String, _ id: String) throws {
+        guard try leaseExists(db, namespace, id) else { throw BerthError.notFound("lease \"\(id)\"") }
+    }
+
+    static func addLeaseResource(_ db: Database, _ namespace: String, _ lease: String, _ resource: LeaseResource) throws {
+        try requireLease(db, namespace, lease)
         try db.execute(
             sql: "INSERT OR IGNORE INTO lease_resources (namespace, lease, type, id) VALUES (?, ?, ?, ?)",
             arguments: [namespace, lease, resource.type, resource.id])
@@ -91,12 +92,7 @@ public struct LeaseView: LeaseManager {
     public func deleteResource(_ lease: String, _ resource: LeaseResource) async throws(BerthError) {
         let namespace = try RequestContext.requireNamespace()
         try await store.write { db in
-            guard try Bool.fetchOne(
-                db, sql: "SELECT EXISTS (SELECT 1 FROM leases WHERE namespace = ? AND id = ?)", arguments: [namespace, lease])
-                == true
-            else {
-                throw BerthError.notFound("lease \"\(lease)\"")
-            }
+            try Self.requireLease(db, namespace, lease)
             try db.execute(
                 sql: "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
                 arguments: [namespace, lease, resource.type, resource.id])
@@ -107,12 +103,7 @@ public struct LeaseView: LeaseManager {
     public func listResources(_ lease: String) async throws(BerthError) -> [LeaseResource] {
         let namespace = try RequestContext.requireNamespace()
         return try await store.read { db in
-            guard try Bool.fetchOne(
-                db, sql: "SELECT EXISTS (SELECT 1 FROM leases WHERE namespace = ? AND id = ?)", arguments: [namespace, lease])
-                == true
-            else {
-                throw BerthError.notFound("lease \"\(lease)\"")
-            }
+            try Self.requireLease(db, namespace, lease)
             return try Row.fetchAll(
                 db, sql: "SELECT type, id FROM lease_resources WHERE namespace = ? AND lease = ? ORDER BY type, id",
                 arguments: [namespace, lease]

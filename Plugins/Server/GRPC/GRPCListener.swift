@@ -25,6 +25,8 @@ public let registration = Registration(
             // grpc-go clients (ctr) send BDP pings while streaming large writes; the default 5-minute minimum
             // interval would count them as strikes and close the connection mid-ingest. The socket is local.
             config.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .zero, allowWithoutCalls: true)
+            // Unary calls on a local socket: flush each response at once rather than waiting up to 100 µs to batch.
+            config.connection.flushCoalescing = nil
             // Large windows and frames for blob writes and reads.
             config.http2.targetWindowSize = 16 << 20
             config.http2.maxFrameSize = 1 << 20

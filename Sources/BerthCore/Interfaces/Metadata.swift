@@ -83,15 +83,14 @@ public protocol ContentMetadata: Sendable {
 }
 
 /// A namespaced ingest; commit records the blob in the namespace with its labels.
-public protocol MetadataContentWriter: Sendable {
-    var ref: String { get }
-    func write(_ bytes: [UInt8]) async throws(BerthError)
-    func truncate(_ size: Int64) async throws(BerthError)
-    func update(total: Int64, expected: Digest?) async throws(BerthError)
-    func status() async throws(BerthError) -> IngestStatus
-    func digest() async -> Digest
+public protocol MetadataContentWriter: ContentWriter {
     func commit(size: Int64, expected: Digest?, labels: [String: String]) async throws(BerthError) -> Digest
-    func close() async
+}
+
+extension MetadataContentWriter {
+    public func commit(size: Int64, expected: Digest?) async throws(BerthError) -> Digest {
+        try await commit(size: size, expected: expected, labels: [:])
+    }
 }
 
 public protocol ImageStore: Sendable {
