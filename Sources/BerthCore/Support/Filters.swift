@@ -25,6 +25,9 @@ public struct Filter: Sendable, CustomStringConvertible {
 
     public static let all = Filter(alternatives: [])
 
+    /// True when the filter matches everything (no alternatives given).
+    public var isEmpty: Bool { alternatives.isEmpty }
+
     public var description: String {
         alternatives.map { $0.map { "\($0.path.joined(separator: "."))\($0.op.rawValue)\($0.value)" }.joined(separator: ",") }
             .joined(separator: " OR ")
