@@ -27,8 +27,6 @@ public enum EventCoding {
         any.value = Data(event.payload)
         return any
     }
-
-    public static func timestamp(_ date: Date) -> Google_Protobuf_Timestamp { Google_Protobuf_Timestamp(date: date) }
 }
 
 extension EventCoding {

@@ -44,7 +44,7 @@ struct EventsService: Containerd_Services_Events_V1_Events.SimpleServiceProtocol
         let filter = try Filter.parse(request.filters)
         for await event in await exchange.subscribe(filter) {
             var envelope = Containerd_Services_Events_V1_Envelope()
-            envelope.timestamp = EventCoding.timestamp(event.timestamp)
+            envelope.timestamp = Convert.timestamp(event.timestamp)
             envelope.namespace = event.namespace
             envelope.topic = event.topic
             envelope.event = EventCoding.any(event)
