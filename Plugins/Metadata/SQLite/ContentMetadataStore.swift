@@ -63,21 +63,21 @@ public struct ContentView: ContentMetadata {
         let namespace = try RequestContext.requireNamespace()
         let all = try await store.read { db in
             var labels: [String: [String: String]] = [:]
-            for row in try Row.fetchAll(
+            let labelRows = try Row.fetchCursor(
                 db, sql: "SELECT digest, key, value FROM content_labels WHERE namespace = ?", arguments: [namespace])
-            {
-                labels[row["digest"], default: [:]][row["key"]] = row["value"] as String
+            while let row = try labelRows.next() {
+                labels[row[0], default: [:]][row[1]] = row[2] as String
             }
             var infos: [ContentInfo] = []
-            for row in try Row.fetchAll(
+            let rows = try Row.fetchCursor(
                 db, sql: "SELECT digest, size, created_at, updated_at FROM content WHERE namespace = ? ORDER BY digest",
                 arguments: [namespace])
-            {
-                let text: String = row["digest"]
+            while let row = try rows.next() {
+                let text: String = row[0]
                 guard let digest = try? Digest(parsing: text) else { continue }
                 infos.append(ContentInfo(
-                    digest: digest, size: row["size"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
-                    updatedAt: Date(timeIntervalSince1970: row["updated_at"]), labels: labels[text] ?? [:]))
+                    digest: digest, size: row[1], createdAt: Date(timeIntervalSince1970: row[2]),
+                    updatedAt: Date(timeIntervalSince1970: row[3]), labels: labels[text] ?? [:]))
             }
             return infos
         }
