@@ -22,22 +22,7 @@ func execute(_ path: String, _ arguments: [String], timeout: Double = 60, input:
     posix_spawn_file_actions_addopen(&actions, 0, input == nil ? "/dev/null" : base + ".in", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, base + ".out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     posix_spawn_file_actions_addopen(&actions, 2, base + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    var attr = posix_spawnattr_t()
-    posix_spawnattr_init(&attr)
-    defer { posix_spawnattr_destroy(&attr) }
-    // Children start with default signal handling and an empty mask, whatever the test runner uses.
-    var all = sigset_t()
-    sigfillset(&all)
-    var none = sigset_t()
-    sigemptyset(&none)
-    posix_spawnattr_setsigdefault(&attr, &all)
-    posix_spawnattr_setsigmask(&attr, &none)
-    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-    let argv = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { for p in argv { free(p) } }
-    var pid: pid_t = 0
-    let r = posix_spawn(&pid, path, &actions, &attr, argv, environ)
-    guard r == 0 else { throw TestError("spawn \(path): \(String(cString: strerror(r)))") }
+    let pid = try spawn(path, arguments, &actions)
     var status: Int32 = 0
     let deadline = Date().addingTimeInterval(timeout)
     while true {
@@ -77,14 +62,9 @@ func writeCloexec(_ path: String, _ text: String, mode: mode_t = 0o644) throws {
     try writeCloexec(path, Data(text.utf8), mode: mode)
 }
 
-/// Starts a program with stdout/stderr in `outPath` and returns its pid (reap it with `waitExit`).
-func spawnAsync(_ path: String, _ arguments: [String], outPath: String) throws -> pid_t {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+/// posix_spawn with `actions`; children start with default signal handling and an empty mask, whatever the test
+/// runner uses.
+func spawn(_ path: String, _ arguments: [String], _ actions: inout posix_spawn_file_actions_t) throws -> pid_t {
     var attr = posix_spawnattr_t()
     posix_spawnattr_init(&attr)
     defer { posix_spawnattr_destroy(&attr) }
@@ -99,8 +79,19 @@ func spawnAsync(_ path: String, _ arguments: [String], outPath: String) throws -
     defer { for p in argv { free(p) } }
     var pid: pid_t = 0
     let r = posix_spawn(&pid, path, &actions, &attr, argv, environ)
-    guard r == 0 else { throw TestError("spawn \(path): \(r)") }
+    guard r == 0 else { throw TestError("spawn \(path): \(String(cString: strerror(r)))") }
     return pid
+}
+
+/// Starts a program with stdout/stderr in `outPath` and returns its pid (reap it with `waitExit`).
+func spawnAsync(_ path: String, _ arguments: [String], outPath: String) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    return try spawn(path, arguments, &actions)
 }
 
 /// Waits (bounded, then SIGKILL) for a child started with `spawnAsync`; shell-style exit code.
