@@ -27,7 +27,7 @@ struct LabelRows {
     }
 
     /// Applies `labels` under field paths: `labels` replaces the set, `labels.KEY` sets or (empty/absent) removes KEY.
-    /// Returns false when a path is not a labels path, so the caller can handle or reject it.
+    /// Other paths are ignored here: callers validate them before opening the transaction.
     func apply(_ db: Database, _ namespace: String, _ id: String, _ labels: [String: String], paths: [String]) throws {
         for path in paths {
             if path == "labels" {
