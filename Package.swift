@@ -24,7 +24,15 @@ let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
     ("BerthContentService", "Plugins/Services/Content", ["BerthGRPC", "BerthAPI"]),
     ("BerthImagesService", "Plugins/Services/Images", ["BerthGRPC", "BerthAPI"]),
     ("BerthLeasesService", "Plugins/Services/Leases", ["BerthGRPC", "BerthAPI"]),
+    ("BerthSnapshotsService", "Plugins/Services/Snapshots", ["BerthGRPC", "BerthAPI"]),
+    ("BerthOverlaySnapshotter", "Plugins/Snapshotters/Overlay", ["BerthSnapshotStorage"]),
+    ("BerthNativeSnapshotter", "Plugins/Snapshotters/Native", ["BerthSnapshotStorage"]),
+    ("BerthBtrfsSnapshotter", "Plugins/Snapshotters/Btrfs", ["BerthSnapshotStorage", "CBtrfsUtil"]),
+    ("BerthDevmapperSnapshotter", "Plugins/Snapshotters/Devmapper", ["BerthSnapshotStorage"]),
 ]
+
+/// The snapshotter plugins, which the snapshotter conformance tests run against.
+let snapshotterTargets = pluginTargets.map(\.name).filter { $0.hasSuffix("Snapshotter") }
 
 let package = Package(
     name: "Berth",
@@ -84,6 +92,21 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
+        // Per-snapshotter metadata (key -> id, parent chain, kind, labels, usage) in SQLite: containerd's
+        // snapshots/storage, shared by every snapshotter backend.
+        .target(
+            name: "BerthSnapshotStorage",
+            dependencies: ["BerthCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings),
+        // ttrpc, containerd's small RPC protocol for shims: framing, client and server on unix sockets.
+        .target(
+            name: "BerthTTRPC",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BerthTTRPCTests", dependencies: ["BerthTTRPC", "BerthAPI"], swiftSettings: swiftSettings),
+        .systemLibrary(
+            name: "CBtrfsUtil", path: "Sources/CBtrfsUtil", providers: [.apt(["libbtrfsutil-dev"])]),
         // BEGIN berth-runc (the OCI runtime; owned by the runtime work, see issue "berth-runc")
         .target(name: "CBerthRunc", path: "Sources/CBerthRunc"),
         .systemLibrary(
@@ -100,6 +123,11 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthContentTests", dependencies: ["BerthContentPlugin", "BerthTestSupport", "BerthCore"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BerthSnapshotterTests",
+            dependencies: ["BerthSnapshotStorage", "BerthTestSupport", "BerthCore"]
+                + snapshotterTargets.map { .target(name: $0) },
             swiftSettings: swiftSettings),
         .testTarget(name: "BerthTOMLTests", dependencies: ["BerthTOML"], swiftSettings: swiftSettings),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore"], swiftSettings: swiftSettings),

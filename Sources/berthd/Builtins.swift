@@ -1,6 +1,8 @@
+import BerthBtrfsSnapshotter
 import BerthContentPlugin
 import BerthContentService
 import BerthCore
+import BerthDevmapperSnapshotter
 import BerthGCPlugin
 import BerthImagesService
 import BerthLeasesService
@@ -11,6 +13,9 @@ import BerthGRPCServerPlugin
 import BerthIntrospectionService
 import BerthMetadataPlugin
 import BerthNamespacesService
+import BerthNativeSnapshotter
+import BerthOverlaySnapshotter
+import BerthSnapshotsService
 import BerthVersionService
 
 /// Every compiled-in plugin, in tie-break order for the init graph. Adding a plugin means adding its target to
@@ -18,6 +23,10 @@ import BerthVersionService
 let builtins: [Registration] = [
     BerthEventsPlugin.registration,
     BerthContentPlugin.registration,
+    BerthOverlaySnapshotter.registration,
+    BerthNativeSnapshotter.registration,
+    BerthBtrfsSnapshotter.registration,
+    BerthDevmapperSnapshotter.registration,
     BerthMetadataPlugin.registration,
     BerthGCPlugin.registration,
     BerthVersionService.registration,
@@ -27,6 +36,7 @@ let builtins: [Registration] = [
     BerthContentService.registration,
     BerthImagesService.registration,
     BerthLeasesService.registration,
+    BerthSnapshotsService.registration,
     BerthExamplePlugin.registration,
     BerthGRPCServerPlugin.registration,
 ]

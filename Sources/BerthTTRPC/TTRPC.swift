@@ -1,0 +1,1 @@
+// ttrpc: see issue 7.
