@@ -2,10 +2,12 @@ import BerthCore
 import Foundation
 import GRDB
 
-/// Mark and sweep over the metadata database, as containerd's `metadata.GarbageCollect`:
-/// roots are images' targets, lease resources, and content labelled `containerd.io/gc.root`; references follow
-/// `containerd.io/gc.ref.content*` labels within a namespace. Unmarked content references are deleted; then blobs
-/// no namespace references are removed from the backend. Expired leases go first.
+/// Mark and sweep over the metadata database, as containerd's `metadata.GarbageCollect`: roots are images'
+/// targets (and their `gc.ref.snapshot.*` labels), lease resources, and content or snapshots labelled
+/// `containerd.io/gc.root`; references follow `containerd.io/gc.ref.content*` and
+/// `containerd.io/gc.ref.snapshot.<snapshotter>` labels of content and snapshots, and each snapshot's parent,
+/// within a namespace (`SnapshotGC`). Unmarked records are deleted; then blobs and backend snapshots that no
+/// namespace references are removed. Expired leases go first.
 public struct GCView: GarbageCollector {
     let store: MetadataStore
 
@@ -19,8 +21,10 @@ public struct GCView: GarbageCollector {
         var stats = try await store.write { db in
             var stats = GCStats()
             stats.removedLeases = try Self.removeExpiredLeases(db, now: startedAt)
-            for namespace in try String.fetchAll(db, sql: "SELECT DISTINCT namespace FROM content") {
-                stats.removedContent += try Self.sweepContent(db, namespace)
+            for namespace in try String.fetchAll(db, sql: "SELECT name FROM namespaces") {
+                let removed = try SnapshotGC.sweepNamespace(db, namespace)
+                stats.removedContent += removed.content
+                stats.removedSnapshots += removed.snapshots
             }
             return stats
         }
@@ -35,6 +39,9 @@ public struct GCView: GarbageCollector {
                     stats.removedBlobs += 1
                 } catch where error.code == .notFound {}
             }
+        }
+        for (name, backend) in store.snapshotters.sorted(by: { $0.key < $1.key }) {
+            stats.sweptSnapshots += try await SnapshotGC.sweepBackend(store: store, name: name, backend: backend)
         }
         stats.duration = ContinuousClock.now - start
         return stats
@@ -59,32 +66,6 @@ public struct GCView: GarbageCollector {
         formatter.formatOptions = [.withInternetDateTime]
         return formatter.date(from: text)
     }
-
-    /// Marks one namespace's content from its roots and deletes what is unmarked; returns how many were deleted.
-    static func sweepContent(_ db: Database, _ namespace: String) throws -> Int {
-        var roots = Set(try String.fetchAll(db, sql: "SELECT digest FROM images WHERE namespace = ?", arguments: [namespace]))
-        roots.formUnion(try String.fetchAll(
-            db, sql: "SELECT id FROM lease_resources WHERE namespace = ? AND type = 'content'", arguments: [namespace]))
-        roots.formUnion(try String.fetchAll(
-            db, sql: "SELECT digest FROM content_labels WHERE namespace = ? AND key = ?", arguments: [namespace, GCLabels.root]))
-        var marked = Set<String>()
-        var queue = Array(roots)
-        while let digest = queue.popLast() {
-            guard marked.insert(digest).inserted else { continue }
-            let references = try String.fetchAll(
-                db,
-                sql: "SELECT value FROM content_labels WHERE namespace = ? AND digest = ? AND (key = ? OR key LIKE ?)",
-                arguments: [namespace, digest, GCLabels.contentRefPrefix, GCLabels.contentRefPrefix + ".%"])
-            queue += references.filter { !marked.contains($0) }
-        }
-        var removed = 0
-        for digest in try String.fetchAll(db, sql: "SELECT digest FROM content WHERE namespace = ?", arguments: [namespace])
-        where !marked.contains(digest) {
-            try db.execute(sql: "DELETE FROM content WHERE namespace = ? AND digest = ?", arguments: [namespace, digest])
-            removed += 1
-        }
-        return removed
-    }
 }
 
 extension MetadataStore {
@@ -101,6 +82,7 @@ public struct Metadata: MetadataProvider, Closable {
     public var images: any ImageStore { ImageView(store: store) }
     public var leases: any LeaseManager { LeaseView(store: store) }
     public var gc: any GarbageCollector { GCView(store: store) }
+    public var snapshots: any SnapshotterProvider { SnapshotsView(store: store) }
 
     public func close() async throws { try await store.close() }
 }

@@ -15,7 +15,7 @@ public struct MetadataConfig: PluginConfig, Equatable {
 }
 
 public let registration = Registration(
-    type: .metadata, id: "bolt", requires: [.type(.content), .type(.event)],
+    type: .metadata, id: "bolt", requires: [.type(.content), .type(.snapshotter), .type(.event)],
     summary: "Metadata store (SQLite in WAL mode under <root>/io.containerd.metadata.v1.bolt/meta.db).",
     config: MetadataConfig.self
 ) { ic, config in
@@ -24,9 +24,13 @@ public let registration = Registration(
             "content_sharing_policy must be \"shared\" or \"isolated\", not \"\(config.contentSharingPolicy)\"")
     }
     let path = try ic.makeRoot() + "/meta.db"
+    // Every snapshotter that loaded, by id; skipped ones (btrfs off btrfs, devmapper here) are simply absent.
+    let snapshotters = Dictionary(
+        ic.all(.snapshotter, as: (any Snapshotter).self).map { ($0.id, $0.instance) }, uniquingKeysWith: { a, _ in a })
     let store = try MetadataStore(
         path: path, backend: try ic.single(.content, as: (any ContentStore).self),
-        sharedContent: config.contentSharingPolicy == "shared")
+        sharedContent: config.contentSharingPolicy == "shared", snapshotters: snapshotters)
+    await store.seedSnapshotIDs()
     ic.export("path", path)
     return Metadata(store: store)
 }

@@ -14,10 +14,20 @@ public actor MetadataStore: NamespaceStore, Closable {
     var mutationObservers: [@Sendable (Bool) -> Void] = []
     /// Commits between the backend's rename and the database row: GC must not sweep blobs while any is pending.
     var pendingCommits = 0
+    /// The loaded snapshotter backends by name; the metadata plugin namespaces them (`SnapshotsView`).
+    let snapshotters: [String: any Snapshotter]
+    /// Backend keys of snapshot operations between their backend call and their database row: GC keeps them.
+    var inflightSnapshots: [String: Int] = [:]
+    /// The next snapshot id (the `<id>` of backend keys); allocated in memory, never below any id in use.
+    var nextSnapshotID: Int64 = 1
 
-    public init(path: String, backend: (any ContentStore)? = nil, sharedContent: Bool = true) throws(BerthError) {
+    public init(
+        path: String, backend: (any ContentStore)? = nil, sharedContent: Bool = true,
+        snapshotters: [String: any Snapshotter] = [:]
+    ) throws(BerthError) {
         self.backend = backend
         self.sharedContent = sharedContent
+        self.snapshotters = snapshotters
         do {
             var configuration = Configuration()
             configuration.busyMode = .timeout(5)
@@ -26,6 +36,9 @@ public actor MetadataStore: NamespaceStore, Closable {
             }
             pool = try DatabasePool(path: path, configuration: configuration)
             try Schema.migrator.migrate(pool)
+            nextSnapshotID = try pool.read { db in
+                (try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM snapshots") ?? 0) + 1
+            }
         } catch {
             throw .internalError("opening metadata database \(path): \(error)")
         }

@@ -84,12 +84,39 @@ enum Schema {
                     ) WITHOUT ROWID;
                     """)
         }
+        migrator.registerMigration("v3: snapshots") { db in
+            // One row per namespaced snapshot key of one snapshotter. `id` names the backend snapshot
+            // (`<namespace>/<id>/<key>`) and is never reused while the backend may still hold that key.
+            try db.execute(
+                sql: """
+                    CREATE TABLE snapshots (
+                        id INTEGER PRIMARY KEY,
+                        namespace TEXT NOT NULL REFERENCES namespaces(name),
+                        snapshotter TEXT NOT NULL,
+                        key TEXT NOT NULL,
+                        backend_key TEXT NOT NULL,
+                        parent TEXT NOT NULL,
+                        kind INTEGER NOT NULL,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        UNIQUE (namespace, snapshotter, key)
+                    );
+                    CREATE INDEX snapshots_by_parent ON snapshots(namespace, snapshotter, parent);
+                    CREATE INDEX snapshots_by_backend ON snapshots(snapshotter, backend_key);
+                    CREATE TABLE snapshot_labels (
+                        snapshot INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+                        key TEXT NOT NULL,
+                        value TEXT NOT NULL,
+                        PRIMARY KEY (snapshot, key)
+                    ) WITHOUT ROWID;
+                    """)
+        }
         return migrator
     }
 
     /// Tables holding per-namespace objects, with the word used in "namespace must be empty, but it still has …".
     /// A namespace can be deleted only when none of them has a row for it.
     static let namespacedTables: [(table: String, what: String)] = [
-        ("images", "images"), ("content", "blobs"), ("leases", "leases"),
+        ("images", "images"), ("content", "blobs"), ("leases", "leases"), ("snapshots", "snapshots"),
     ]
 }

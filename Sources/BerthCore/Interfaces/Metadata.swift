@@ -120,11 +120,16 @@ public struct GCStats: Sendable, Equatable {
     public var removedBlobs: Int = 0
     public var removedLeases: Int = 0
     public var removedIngests: Int = 0
+    /// Snapshot records removed from namespaces (unreferenced keys).
+    public var removedSnapshots: Int = 0
+    /// Snapshots removed from backends because no namespace referenced them any more.
+    public var sweptSnapshots: Int = 0
     public var duration: Duration = .zero
     public init() {}
 }
 
-/// The metadata store's collector: mark from roots (images, leases, gc.root labels) through gc.ref labels, sweep.
+/// The metadata store's collector: mark from roots (images, leases, gc.root labels) through gc.ref labels and
+/// snapshot parents, sweep records, then sweep blobs and backend snapshots no namespace references.
 public protocol GarbageCollector: Sendable {
     func collect() async throws(BerthError) -> GCStats
     /// Called after each committed change: `deletion` true for removals (containerd's dirty counters).
@@ -144,4 +149,6 @@ public protocol MetadataProvider: Sendable {
     var images: any ImageStore { get }
     var leases: any LeaseManager { get }
     var gc: any GarbageCollector { get }
+    /// Every loaded snapshotter, namespaced: keys, parents, kinds and labels live in the metadata database.
+    var snapshots: any SnapshotterProvider { get }
 }

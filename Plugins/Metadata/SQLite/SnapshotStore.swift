@@ -1,0 +1,380 @@
+import BerthCore
+import Foundation
+import GRDB
+
+/// The namespaced snapshotters (containerd's metadata/snapshot.go): one proxy per backend. Keys, parents, kinds,
+/// labels and times live in the metadata database per namespace and snapshotter; the backend only sees keys
+/// `<namespace>/<id>/<key>`, so namespaces never collide, and only `containerd.io/snapshot/` labels.
+public struct SnapshotsView: SnapshotterProvider {
+    let store: MetadataStore
+
+    public var snapshotterNames: [String] { store.snapshotters.keys.sorted() }
+
+    public func snapshotter(_ name: String) throws(BerthError) -> any Snapshotter {
+        guard let backend = store.snapshotters[name] else { throw .invalidArgument("snapshotter not loaded: \(name)") }
+        return NamespacedSnapshotter(store: store, name: name, backend: backend)
+    }
+}
+
+/// One metadata row of the `snapshots` table.
+struct SnapshotRow: Sendable {
+    var id: Int64
+    var key: String
+    var backendKey: String
+    var parent: String
+    var kind: SnapshotKind
+    var createdAt: Date
+    var updatedAt: Date
+
+    static let columns = "id, key, backend_key, parent, kind, created_at, updated_at"
+
+    init(_ row: Row) {
+        id = row[0]
+        key = row[1]
+        backendKey = row[2]
+        parent = row[3]
+        kind = SnapshotKind(rawValue: row[4]) ?? .active
+        createdAt = Date(timeIntervalSince1970: row[5])
+        updatedAt = Date(timeIntervalSince1970: row[6])
+    }
+
+    func info(labels: [String: String]) -> SnapshotInfo {
+        SnapshotInfo(kind: kind, name: key, parent: parent, labels: labels, createdAt: createdAt, updatedAt: updatedAt)
+    }
+}
+
+/// What GC and the proxies share about snapshot rows.
+enum SnapshotRows {
+    static func find(_ db: Database, _ namespace: String, _ snapshotter: String, _ key: String) throws -> SnapshotRow? {
+        try Row.fetchOne(
+            db, sql: "SELECT \(SnapshotRow.columns) FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
+            arguments: [namespace, snapshotter, key]
+        ).map(SnapshotRow.init)
+    }
+
+    static func labels(_ db: Database, _ id: Int64) throws -> [String: String] {
+        var labels: [String: String] = [:]
+        let rows = try Row.fetchCursor(db, sql: "SELECT key, value FROM snapshot_labels WHERE snapshot = ?", arguments: [id])
+        while let row = try rows.next() { labels[row[0]] = row[1] as String }
+        return labels
+    }
+
+    static func insertLabels(_ db: Database, _ id: Int64, _ labels: [String: String]) throws {
+        for (key, value) in labels where !value.isEmpty {
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO snapshot_labels (snapshot, key, value) VALUES (?, ?, ?)",
+                arguments: [id, key, value])
+        }
+    }
+
+    static func notFound(_ key: String) -> BerthError { .notFound("snapshot \(key) does not exist") }
+
+    /// The labels a backend sees: only the inherited `containerd.io/snapshot/` ones, as containerd filters them.
+    static func inherited(_ labels: [String: String]) -> [String: String] {
+        labels.filter { $0.key.hasPrefix(SnapshotLabels.inheritedPrefix) }
+    }
+}
+
+extension MetadataStore {
+    /// Allocates a snapshot id for `key` and marks its backend key (and `also`) as in flight, so GC does not
+    /// sweep them before their rows are written. Returns the id, the backend key, and every key to release.
+    func beginSnapshotOperation(namespace: String, key: String, also: [String] = [])
+        -> (id: Int64, backendKey: String, inflight: [String])
+    {
+        let id = nextSnapshotID
+        nextSnapshotID += 1
+        let keys = ["\(namespace)/\(id)/\(key)"] + also
+        for key in keys { inflightSnapshots[key, default: 0] += 1 }
+        return (id, keys[0], keys)
+    }
+
+    func endSnapshotOperation(_ keys: [String]) {
+        for key in keys {
+            let count = (inflightSnapshots[key] ?? 1) - 1
+            inflightSnapshots[key] = count > 0 ? count : nil
+        }
+    }
+
+    /// Raises the id counter past every id a backend still holds (after a crash a backend may hold a snapshot
+    /// whose row was never written). Backend keys look like `<namespace>/<id>/<key>`.
+    func seedSnapshotIDs() async {
+        var highest = nextSnapshotID - 1
+        for backend in snapshotters.values {
+            guard let infos = try? await backend.walk(.all) else { continue }
+            for info in infos {
+                let parts = info.name.split(separator: "/", maxSplits: 2)
+                if parts.count == 3, let id = Int64(parts[1]) { highest = max(highest, id) }
+            }
+        }
+        nextSnapshotID = highest + 1
+    }
+}
+
+/// One backend seen through a namespace (from `RequestContext`). A snapshot created under a lease
+/// (`containerd-lease`) is added to it as resource `snapshots/<snapshotter>`.
+struct NamespacedSnapshotter: Snapshotter {
+    let store: MetadataStore
+    let name: String
+    let backend: any Snapshotter
+
+    var leaseType: String { "snapshots/\(name)" }
+
+    /// Runs a backend call with its keys marked in flight, releasing them however it ends.
+    func inflight<T>(_ keys: [String], _ body: () async throws(BerthError) -> T) async throws(BerthError) -> T {
+        do {
+            let result = try await body()
+            await store.endSnapshotOperation(keys)
+            return result
+        } catch {
+            await store.endSnapshotOperation(keys)
+            throw error
+        }
+    }
+
+    /// The row of `key` in the request's namespace, or NotFound.
+    func resolve(_ key: String) async throws(BerthError) -> SnapshotRow {
+        let namespace = try RequestContext.requireNamespace()
+        let name = self.name
+        return try await store.read { db in
+            guard let row = try SnapshotRows.find(db, namespace, name, key) else { throw SnapshotRows.notFound(key) }
+            return row
+        }
+    }
+
+    func stat(_ key: String) async throws(BerthError) -> SnapshotInfo {
+        let namespace = try RequestContext.requireNamespace()
+        let name = self.name
+        return try await store.read { db in
+            guard let row = try SnapshotRows.find(db, namespace, name, key) else { throw SnapshotRows.notFound(key) }
+            return row.info(labels: try SnapshotRows.labels(db, row.id))
+        }
+    }
+
+    func update(_ info: SnapshotInfo, paths: [String]) async throws(BerthError) -> SnapshotInfo {
+        let namespace = try RequestContext.requireNamespace()
+        guard !info.name.isEmpty else { throw .invalidArgument("snapshot name must not be empty") }
+        for path in paths where path != "labels" && !path.hasPrefix("labels.") {
+            throw .invalidArgument("cannot update \"\(path)\" field on snapshot \"\(info.name)\"")
+        }
+        try Labels.validate(info.labels)
+        let name = self.name
+        let (updated, backendKey, oldLabels) = try await store.write { db in
+            guard let row = try SnapshotRows.find(db, namespace, name, info.name) else {
+                throw SnapshotRows.notFound(info.name)
+            }
+            let old = try SnapshotRows.labels(db, row.id)
+            var labels = old
+            if paths.isEmpty { labels = info.labels }
+            for path in paths {
+                if path == "labels" {
+                    labels = info.labels
+                } else {
+                    let key = String(path.dropFirst("labels.".count))
+                    labels[key] = info.labels[key]
+                }
+            }
+            labels = labels.filter { !$0.value.isEmpty }
+            try Labels.validate(labels)
+            let now = Date()
+            try db.execute(sql: "DELETE FROM snapshot_labels WHERE snapshot = ?", arguments: [row.id])
+            try SnapshotRows.insertLabels(db, row.id, labels)
+            try db.execute(
+                sql: "UPDATE snapshots SET updated_at = ? WHERE id = ?", arguments: [now.timeIntervalSince1970, row.id])
+            var updated = row
+            updated.updatedAt = now
+            return (updated.info(labels: labels), row.backendKey, old)
+        }
+        // The backend keeps only inherited labels: tell it when those change.
+        let before = SnapshotRows.inherited(oldLabels)
+        let after = SnapshotRows.inherited(updated.labels)
+        if before != after {
+            _ = try? await backend.update(
+                SnapshotInfo(kind: updated.kind, name: backendKey, labels: after), paths: ["labels"])
+        }
+        await store.mutated(deletion: false)
+        return updated
+    }
+
+    func usage(_ key: String) async throws(BerthError) -> SnapshotUsage {
+        try await backend.usage(try await resolve(key).backendKey)
+    }
+
+    func mounts(_ key: String) async throws(BerthError) -> [Mount] {
+        try await backend.mounts(try await resolve(key).backendKey)
+    }
+
+    func prepare(_ key: String, parent: String, labels: [String: String]) async throws(BerthError) -> [Mount] {
+        try await create(key, parent: parent, labels: labels, kind: .active)
+    }
+
+    func view(_ key: String, parent: String, labels: [String: String]) async throws(BerthError) -> [Mount] {
+        try await create(key, parent: parent, labels: labels, kind: .view)
+    }
+
+    /// Checks in a read, creates the backend snapshot, then records the row (and lease resource) in one write.
+    func create(_ key: String, parent: String, labels: [String: String], kind: SnapshotKind) async throws(BerthError)
+        -> [Mount]
+    {
+        let namespace = try RequestContext.requireNamespace()
+        guard !key.isEmpty else { throw .invalidArgument("snapshot key must not be empty") }
+        try Labels.validate(labels)
+        let (name, lease) = (self.name, RequestContext.lease)
+        let backendParent = try await store.read { db in
+            if try SnapshotRows.find(db, namespace, name, key) != nil {
+                throw BerthError.alreadyExists("snapshot \"\(key)\"")
+            }
+            if let lease { try LeaseView.requireLease(db, namespace, lease) }
+            guard !parent.isEmpty else { return "" }
+            guard let row = try SnapshotRows.find(db, namespace, name, parent) else {
+                throw BerthError.notFound("parent snapshot \(parent) does not exist")
+            }
+            return row.backendKey
+        }
+        let (id, bkey, keys) = await store.beginSnapshotOperation(namespace: namespace, key: key)
+        let inherited = SnapshotRows.inherited(labels)
+        return try await inflight(keys) { () throws(BerthError) -> [Mount] in
+            let mounts = kind == .view
+                ? try await backend.view(bkey, parent: backendParent, labels: inherited)
+                : try await backend.prepare(bkey, parent: backendParent, labels: inherited)
+            do throws(BerthError) {
+                try await store.write { db in
+                    let now = Date().timeIntervalSince1970
+                    try ensureNamespace(db, namespace, now: now)
+                    if try SnapshotRows.find(db, namespace, name, key) != nil {
+                        throw BerthError.alreadyExists("snapshot \"\(key)\"")
+                    }
+                    try db.execute(
+                        sql: """
+                            INSERT INTO snapshots (id, namespace, snapshotter, key, backend_key, parent, kind, created_at, updated_at)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            """,
+                        arguments: [id, namespace, name, key, bkey, parent, kind.rawValue, now, now])
+                    try SnapshotRows.insertLabels(db, id, labels)
+                    if let lease {
+                        try LeaseView.addLeaseResource(db, namespace, lease, LeaseResource(id: key, type: "snapshots/\(name)"))
+                    }
+                }
+            } catch {
+                try? await backend.remove(bkey)
+                throw error
+            }
+            await store.mutated(deletion: false)
+            return mounts
+        }
+    }
+
+    func commit(_ committed: String, key: String, labels: [String: String]) async throws(BerthError) {
+        let namespace = try RequestContext.requireNamespace()
+        guard !committed.isEmpty else { throw .invalidArgument("snapshot name must not be empty") }
+        try Labels.validate(labels)
+        let (name, lease) = (self.name, RequestContext.lease)
+        let active = try await store.read { db in
+            if try SnapshotRows.find(db, namespace, name, committed) != nil {
+                throw BerthError.alreadyExists("snapshot \"\(committed)\"")
+            }
+            if let lease { try LeaseView.requireLease(db, namespace, lease) }
+            guard let row = try SnapshotRows.find(db, namespace, name, key) else { throw SnapshotRows.notFound(key) }
+            return row
+        }
+        guard active.kind == .active else {
+            throw .failedPrecondition("snapshot \(key) is not active")
+        }
+        let (id, bkey, keys) = await store.beginSnapshotOperation(
+            namespace: namespace, key: committed, also: [active.backendKey])
+        try await inflight(keys) { () throws(BerthError) in
+            try await backend.commit(bkey, key: active.backendKey, labels: SnapshotRows.inherited(labels))
+            try await record(committed: committed, id: id, backendKey: bkey, replacing: key, parent: active.parent,
+                             labels: labels, namespace: namespace, lease: lease)
+        }
+        await store.mutated(deletion: false)
+    }
+
+    /// The write half of commit: the committed row replaces the active one in one transaction.
+    func record(
+        committed: String, id: Int64, backendKey bkey: String, replacing key: String, parent: String,
+        labels: [String: String], namespace: String, lease: String?
+    ) async throws(BerthError) {
+        let name = self.name
+        try await store.write { db in
+            let now = Date().timeIntervalSince1970
+            if try SnapshotRows.find(db, namespace, name, committed) != nil {
+                throw BerthError.alreadyExists("snapshot \"\(committed)\"")
+            }
+            try db.execute(
+                sql: "DELETE FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
+                arguments: [namespace, name, key])
+            try db.execute(
+                sql: """
+                    INSERT INTO snapshots (id, namespace, snapshotter, key, backend_key, parent, kind, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    id, namespace, name, committed, bkey, parent, SnapshotKind.committed.rawValue, now, now,
+                ])
+            try SnapshotRows.insertLabels(db, id, labels)
+            if let lease {
+                try LeaseView.addLeaseResource(db, namespace, lease, LeaseResource(id: committed, type: "snapshots/\(name)"))
+                try db.execute(
+                    sql: "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
+                    arguments: [namespace, lease, "snapshots/\(name)", key])
+            }
+        }
+    }
+
+    /// Removes the record only; the backend snapshot goes at the next collection (containerd's lazy removal).
+    func remove(_ key: String) async throws(BerthError) {
+        let namespace = try RequestContext.requireNamespace()
+        let (name, lease) = (self.name, RequestContext.lease)
+        try await store.write { db in
+            guard let row = try SnapshotRows.find(db, namespace, name, key) else { throw SnapshotRows.notFound(key) }
+            if try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM snapshots WHERE namespace = ? AND snapshotter = ? AND parent = ?)",
+                arguments: [namespace, name, key]) == true
+            {
+                throw BerthError.failedPrecondition("cannot remove snapshot with child")
+            }
+            try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [row.id])
+            if let lease {
+                try db.execute(
+                    sql: "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
+                    arguments: [namespace, lease, "snapshots/\(name)", key])
+            }
+        }
+        await store.mutated(deletion: true)
+    }
+
+    /// Two queries for the namespace (rows, then labels), in key order as containerd's bucket walk.
+    func walk(_ filter: Filter) async throws(BerthError) -> [SnapshotInfo] {
+        let namespace = try RequestContext.requireNamespace()
+        let name = self.name
+        let infos = try await store.read { db in
+            var labels: [Int64: [String: String]] = [:]
+            let labelRows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT l.snapshot, l.key, l.value FROM snapshot_labels l JOIN snapshots s ON s.id = l.snapshot
+                    WHERE s.namespace = ? AND s.snapshotter = ?
+                    """, arguments: [namespace, name])
+            while let row = try labelRows.next() { labels[row[0], default: [:]][row[1]] = row[2] as String }
+            var infos: [SnapshotInfo] = []
+            let rows = try Row.fetchCursor(
+                db,
+                sql: "SELECT \(SnapshotRow.columns) FROM snapshots WHERE namespace = ? AND snapshotter = ? ORDER BY key",
+                arguments: [namespace, name])
+            while let row = try rows.next() {
+                let snapshot = SnapshotRow(row)
+                infos.append(snapshot.info(labels: labels[snapshot.id] ?? [:]))
+            }
+            return infos
+        }
+        return filter.isEmpty ? infos : infos.filter { filter.matches($0.filterAdaptor) }
+    }
+
+    func cleanup() async throws(BerthError) {
+        _ = try RequestContext.requireNamespace()
+        try await backend.cleanup()
+    }
+
+    /// The backend belongs to its own plugin, which closes it.
+    func close() async {}
+}
