@@ -305,3 +305,13 @@ int brc_finish_rootfs(const struct brc_plan *plan) {
     }
     return 0;
 }
+
+/* Opens `path` for reading inside the directory tree `root` (e.g. /proc/<pid>/root), symlinks resolved as if
+ * `root` were "/" (RESOLVE_IN_ROOT): the container's /etc/passwd can never lead to a host file. fd or -errno. */
+int brc_open_in_root(const char *root, const char *path) {
+    int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) return -errno;
+    int fd = openat2_in_root(rootfd, path, O_RDONLY);
+    close(rootfd);
+    return fd;
+}

@@ -7,6 +7,8 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/keyctl.h>
+#include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -59,9 +62,38 @@ static int set_cap_sets(const struct brc_plan *p) {
     return 0;
 }
 
+/* Loads the filter. With SCMP_ACT_NOTIFY rules it asks for a listener fd, hands it to the parent (which
+ * passes it to the agent at listenerPath) and waits until the parent is done. */
 static int load_seccomp(const struct brc_plan *p) {
     struct sock_fprog prog = { (unsigned short)p->seccomp_len, (struct sock_filter *)p->seccomp_filter };
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, p->seccomp_flags, &prog) < 0) return -errno;
+    unsigned int flags = p->seccomp_flags | (p->seccomp_notify ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0);
+    long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+    if (fd < 0) return -errno;
+    if (p->seccomp_notify) {
+        struct brc_msg m;
+        int r = brc_send_msg_fd(p->sync_fd, BRC_MSG_SECCOMP, 0, "", (int)fd);
+        close((int)fd);
+        if (r < 0) return r;
+        if (brc_recv_msg(p->sync_fd, &m) < 0 || m.type != BRC_MSG_SECCOMP_DONE) return -EPIPE;
+    }
+    return 0;
+}
+
+/* A new session keyring (runc's default): the container does not share the caller's keys; like runc,
+ * the keyring gets the user "search" permission. */
+static int join_session_keyring(const char *name) {
+    long k = syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name);
+    if (k < 0) return errno == ENOSYS ? 0 : -errno;
+    char desc[256];
+    long n = syscall(SYS_keyctl, KEYCTL_DESCRIBE, k, desc, sizeof(desc) - 1);
+    if (n < 0) return -errno;
+    desc[n < (long)sizeof(desc) ? n : (long)sizeof(desc) - 1] = 0;
+    /* "type;uid;gid;perm;description", perm in hex */
+    char *f = desc;
+    for (int i = 0; i < 3 && f; i++) { f = strchr(f, ';'); if (f) f++; }
+    if (!f) return -EINVAL;
+    unsigned long perm = strtoul(f, NULL, 16) | 0x080000; /* KEY_USR_SEARCH */
+    if (syscall(SYS_keyctl, KEYCTL_SETPERM, k, perm) < 0) return -errno;
     return 0;
 }
 
@@ -128,7 +160,8 @@ static int find_exec(const struct brc_plan *p, char *buf, size_t n) {
     return err;
 }
 
-static char hook_state[8192];
+static const char *hook_state = "";
+static size_t hook_state_len;
 
 /* Runs one hook with the state on stdin; 0 on exit status 0, else -1 (timeout kills it). */
 static int run_hook(const struct brc_hook *h) {
@@ -145,8 +178,11 @@ static int run_hook(const struct brc_hook *h) {
     }
     close(fds[0]);
     signal(SIGPIPE, SIG_IGN);
-    size_t n = strlen(hook_state);
-    if (write(fds[1], hook_state, n) < 0) { /* the hook need not read its stdin */ }
+    for (size_t off = 0; off < hook_state_len;) {
+        ssize_t w = write(fds[1], hook_state + off, hook_state_len - off);
+        if (w <= 0) break; /* the hook need not read its stdin */
+        off += (size_t)w;
+    }
     close(fds[1]);
     signal(SIGPIPE, SIG_DFL);
     int status = 0;
@@ -178,20 +214,33 @@ static int stage2(void *arg) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int i = 0; i < p->ncgroup_tasks; i++) {
+        if (write(p->cgroup_tasks_fds[i], "0", 1) != 1) fail(s, errno, "join cgroup (write 0 to tasks)");
+        close(p->cgroup_tasks_fds[i]);
+    }
     if (brc_recv_msg(s, &msg) < 0 || msg.type != BRC_MSG_GO) _exit(1);
     if (p->userns) {
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) fail(s, errno, "setresuid(0) in user namespace");
     }
     if (p->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) fail(s, errno, "unshare cgroup namespace");
     if (setsid() < 0 && p->is_init) fail(s, errno, "setsid");
+    if (p->session_keyring && (r = join_session_keyring(p->session_keyring)) < 0) fail(s, -r, "join session keyring");
     for (int i = 0; i < 3; i++)
         if (p->stdio_fds[i] >= 0 && dup2(p->stdio_fds[i], i) < 0) fail(s, errno, "dup2 stdio");
     if (p->is_init) {
         if ((r = brc_prepare_rootfs(p)) < 0) fail(s, -r, brc_errctx);
         if (p->run_hooks) {
             brc_send_msg(s, BRC_MSG_HOOKS, 0, "");
-            if (brc_recv_msg(s, &msg) < 0 || msg.type != BRC_MSG_HOOKS_DONE) _exit(1);
-            memcpy(hook_state, msg.text, sizeof(hook_state) - 1);
+            int memfd = -1;
+            if (brc_recv_msg_fd(s, &msg, &memfd) < 0 || msg.type != BRC_MSG_HOOKS_DONE) _exit(1);
+            if (memfd >= 0) {
+                struct stat st;
+                if (fstat(memfd, &st) == 0 && st.st_size > 0) {
+                    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, memfd, 0);
+                    if (m != MAP_FAILED) { hook_state = m; hook_state_len = (size_t)st.st_size; }
+                }
+                close(memfd);
+            }
             for (int i = 0; i < p->ncreate_hooks; i++)
                 if (run_hook(&p->create_hooks[i]) < 0) fail(s, ECANCELED, "createContainer hook failed");
         }
@@ -230,6 +279,8 @@ static int stage2(void *arg) {
     if (p->cwd && *p->cwd && chdir(p->cwd) < 0) fail(s, errno, "chdir to cwd");
     if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(s, errno, "no_new_privs");
     if (p->umask >= 0) umask((mode_t)p->umask);
+    /* A listener fd must reach the parent while the sync socket is open (runc does the same). */
+    if (p->seccomp_len > 0 && p->no_new_privs && p->seccomp_notify && (r = load_seccomp(p)) < 0) fail(s, -r, "seccomp");
     prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     /* The caller may exit as soon as it reads READY: stop tying our life to it first. */
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
@@ -246,7 +297,7 @@ static int stage2(void *arg) {
     }
     for (int i = 0; i < p->nstart_hooks; i++)
         if (run_hook(&p->start_hooks[i]) < 0) _exit(1);
-    if (p->seccomp_len > 0 && p->no_new_privs && load_seccomp(p) < 0) _exit(127);
+    if (p->seccomp_len > 0 && p->no_new_privs && !p->seccomp_notify && load_seccomp(p) < 0) _exit(127);
     syscall(SYS_close_range, 3 + p->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
     execve(exe, (char *const *)p->argv, (char *const *)p->envp);
     _exit(127);
@@ -263,9 +314,33 @@ pid_t brc_spawn(const struct brc_plan *plan) {
     for (int i = 0; i < plan->njoin; i++)
         if (setns(plan->join_fds[i], 0) < 0) fail(s, errno, "setns");
     for (int i = 0; i < plan->njoin; i++) close(plan->join_fds[i]);
-    pid_t child = clone(stage2, stage2_stack + sizeof(stage2_stack), plan->clone_flags | CLONE_PARENT | SIGCHLD,
-                        (void *)plan);
-    if (child < 0) fail(s, errno, "clone");
-    brc_send_msg(s, BRC_MSG_PID, child, "");
+    if (plan->timens_offsets) {
+        /* A time namespace applies to children only, and its offsets must be set before any task is in it. */
+        if (unshare(CLONE_NEWTIME) < 0) fail(s, errno, "unshare time namespace");
+        int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+        size_t len = strlen(plan->timens_offsets);
+        if (fd < 0 || write(fd, plan->timens_offsets, len) != (ssize_t)len) fail(s, errno, "write timens_offsets");
+        close(fd);
+    }
+    pid_t child = -1;
+    const char *pending = "";
+    if (plan->cgroup2_fd >= 0) {
+        /* Born in its v2 cgroup: no migration at all. Like fork (no CLONE_VM): the child runs on a copy of
+         * this stack. Refused e.g. after joining another cgroup or user namespace (exec): then plain clone. */
+        struct clone_args a;
+        memset(&a, 0, sizeof(a));
+        a.flags = (uint64_t)(unsigned)plan->clone_flags | CLONE_PARENT | CLONE_INTO_CGROUP;
+        a.exit_signal = 0; /* clone3 wants 0 with CLONE_PARENT: the child inherits our exit signal (SIGCHLD) */
+        a.cgroup = (uint64_t)plan->cgroup2_fd;
+        child = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+        if (child == 0) _exit(stage2((void *)plan));
+        if (child < 0) pending = "cgroup2";
+    }
+    if (child < 0) {
+        child = clone(stage2, stage2_stack + sizeof(stage2_stack), plan->clone_flags | CLONE_PARENT | SIGCHLD,
+                      (void *)plan);
+        if (child < 0) fail(s, errno, "clone");
+    }
+    brc_send_msg(s, BRC_MSG_PID, child, pending);
     _exit(0);
 }

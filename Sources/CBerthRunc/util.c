@@ -8,12 +8,17 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <poll.h>
+#include <termios.h>
 #include <unistd.h>
 #include "CBerthRunc.h"
 
@@ -22,24 +27,77 @@ int brc_socketpair_seqpacket(int fds[2]) {
 }
 
 int brc_send_msg(int fd, int type, int value, const char *text) {
+    return brc_send_msg_fd(fd, type, value, text, -1);
+}
+
+int brc_send_text_fd(int sock, const char *text, size_t len, int passfd) {
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { (void *)text, len };
+    struct msghdr h;
+    memset(&h, 0, sizeof(h));
+    memset(cbuf, 0, sizeof(cbuf));
+    h.msg_iov = &iov;
+    h.msg_iovlen = 1;
+    if (passfd >= 0) {
+        h.msg_control = cbuf;
+        h.msg_controllen = sizeof(cbuf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&h);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &passfd, sizeof(int));
+    }
+    ssize_t n;
+    do { n = sendmsg(sock, &h, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : 0;
+}
+
+int brc_send_msg_fd(int fd, int type, int value, const char *text, int passfd) {
     struct brc_msg m;
     memset(&m, 0, sizeof(m));
     m.type = type;
     m.value = value;
     if (text) strncpy(m.text, text, sizeof(m.text) - 1);
+    return brc_send_text_fd(fd, (const char *)&m, sizeof(m), passfd);
+}
+
+int brc_recv_msg_fd(int fd, struct brc_msg *msg, int *rfd) {
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { msg, sizeof(*msg) };
+    struct msghdr h;
+    memset(msg, 0, sizeof(*msg));
+    memset(&h, 0, sizeof(h));
+    h.msg_iov = &iov;
+    h.msg_iovlen = 1;
+    h.msg_control = cbuf;
+    h.msg_controllen = sizeof(cbuf);
+    if (rfd) *rfd = -1;
     ssize_t n;
-    do { n = send(fd, &m, sizeof(m), MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : 0;
+    do { n = recvmsg(fd, &h, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    if (n == 0) return -EPIPE;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int got;
+            memcpy(&got, CMSG_DATA(c), sizeof(int));
+            if (rfd) *rfd = got; else close(got);
+        }
+    }
+    return 0;
 }
 
 /* Returns 0 on a message, -EPIPE when the peer closed without sending one. */
 int brc_recv_msg(int fd, struct brc_msg *msg) {
-    ssize_t n;
-    memset(msg, 0, sizeof(*msg));
-    do { n = recv(fd, msg, sizeof(*msg), 0); } while (n < 0 && errno == EINTR);
-    if (n < 0) return -errno;
-    if (n == 0) return -EPIPE;
-    return 0;
+    return brc_recv_msg_fd(fd, msg, NULL);
+}
+
+int brc_eventfd(void) {
+    int fd = eventfd(0, EFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int brc_socketpair_stream(int fds[2]) {
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
 }
 
 int brc_open_fifo_path(const char *path) {
@@ -135,34 +193,6 @@ int brc_clone_newflag(const char *name) {
     return 0;
 }
 
-/* Moving a task between cgroups takes the global cgroup_threadgroup_rwsem for writing, whose first writer
- * waits for an RCU grace period (about 10 ms here). Writing our own pid into the cgroup we are already in
- * (a no-op move) from a helper thread starts that wait early, overlapping it with config parsing and
- * setup, so the container's real migration finds the semaphore already in its fast state. */
-static char prewarm_path[4096];
-static void *prewarm_thread(void *arg) {
-    (void)arg;
-    int fd = open(prewarm_path, O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        char buf[32];
-        int n = snprintf(buf, sizeof(buf), "%d", (int)getpid());
-        if (write(fd, buf, (size_t)n) < 0) { /* best effort */ }
-        close(fd);
-    }
-    return NULL;
-}
-
-void brc_prewarm_cgroup_attach(const char *procs_path) {
-    if (!procs_path || strlen(procs_path) >= sizeof(prewarm_path)) return;
-    strcpy(prewarm_path, procs_path);
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_create(&t, &attr, prewarm_thread, NULL);
-    pthread_attr_destroy(&attr);
-}
-
 /* Foreground `run`/`exec`: signals sent to berth-runc are passed on to the container process, like runc. */
 static volatile pid_t forward_pid;
 static void forward_handler(int sig) { if (forward_pid > 0) kill(forward_pid, sig); }
@@ -177,4 +207,73 @@ void brc_forward_signals(pid_t pid) {
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) sigaction(sigs[i], &sa, NULL);
+}
+
+/* Foreground `run`/`exec` of a terminal process without --console-socket: relays our stdin to the pty master
+ * and the master to our stdout until `pid` exits (then drains what is left), as runc does. If stdin is a
+ * terminal it is put in raw mode and its size is copied to the pty. Reaps `pid`; returns its wait status,
+ * or -errno. */
+int brc_relay_console(int master, pid_t pid) {
+    struct termios saved;
+    int raw = isatty(0) && tcgetattr(0, &saved) == 0;
+    if (raw) {
+        struct termios t = saved;
+        cfmakeraw(&t);
+        tcsetattr(0, TCSANOW, &t);
+        struct winsize ws;
+        if (ioctl(0, TIOCGWINSZ, &ws) == 0) ioctl(master, TIOCSWINSZ, &ws);
+    }
+    int in_open = 1, out_open = 1, status = 0, reaped = 0;
+    char buf[8192];
+    while (out_open) {
+        if (!reaped && waitpid(pid, &status, WNOHANG) == pid) reaped = 1;
+        struct pollfd fds[2] = { { master, POLLIN, 0 }, { 0, POLLIN, 0 } };
+        int n = poll(fds, in_open ? 2 : 1, reaped ? 0 : 50);
+        if (n < 0 && errno != EINTR) break;
+        if (n <= 0) { if (reaped) break; continue; }  /* exited and nothing left to read */
+        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t r = read(master, buf, sizeof(buf));
+            if (r <= 0 && !(r < 0 && (errno == EINTR || errno == EAGAIN))) out_open = 0; /* every slave closed */
+            for (ssize_t off = 0; r > 0 && off < r;) {
+                ssize_t w = write(1, buf + off, (size_t)(r - off));
+                if (w <= 0) break;
+                off += w;
+            }
+        }
+        if (in_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t r = read(0, buf, sizeof(buf));
+            if (r <= 0) in_open = 0;
+            for (ssize_t off = 0; r > 0 && off < r;) {
+                ssize_t w = write(master, buf + off, (size_t)(r - off));
+                if (w <= 0) break;
+                off += w;
+            }
+        }
+    }
+    if (raw) tcsetattr(0, TCSANOW, &saved);
+    if (!reaped) {
+        while (waitpid(pid, &status, 0) < 0) if (errno != EINTR) return -errno;
+    }
+    return status;
+}
+
+/* Receives up to len-1 bytes of text and at most one fd (SCM_RIGHTS) in one recvmsg; returns the byte count
+ * (text NUL-terminated) or -errno. *rfd is -1 when no fd came. (Seccomp listener agents, tests.) */
+int brc_recv_text_fd(int sock, char *buf, size_t len, int *rfd) {
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { buf, len - 1 };
+    struct msghdr h;
+    memset(&h, 0, sizeof(h));
+    h.msg_iov = &iov;
+    h.msg_iovlen = 1;
+    h.msg_control = cbuf;
+    h.msg_controllen = sizeof(cbuf);
+    *rfd = -1;
+    ssize_t n;
+    do { n = recvmsg(sock, &h, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    buf[n] = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(rfd, CMSG_DATA(c), sizeof(int));
+    return (int)n;
 }

@@ -47,17 +47,6 @@ struct Cgroups: Codable, Sendable {
         return own
     }
 
-    /// Starts the slow first cgroup migration's RCU wait now (a no-op move of ourselves), see CBerthRunc.
-    static func prewarmAttach() {
-        let own = ownPaths()
-        for key in ["pids", "freezer", "devices", "memory"] {
-            guard let mine = own[key], let h = hierarchies().first(where: { $0.key == key }) else { continue }
-            let rel = h.root != "/" && mine.hasPrefix(h.root) ? String(mine.dropFirst(h.root.count)) : mine
-            brc_prewarm_cgroup_attach(normalize(h.mountpoint + "/" + rel + "/cgroup.procs"))
-            return
-        }
-    }
-
     /// Directories for `cgroupsPath` (absolute: from each hierarchy's root; relative: under our own cgroup).
     static func resolve(cgroupsPath: String?, id: String) -> Cgroups {
         let inner = (cgroupsPath?.isEmpty ?? true) ? id : (cgroupsPath ?? id)
@@ -111,12 +100,37 @@ struct Cgroups: Codable, Sendable {
         }
     }
 
-    /// Puts `pid` into every hierarchy.
-    func add(pid: Int32) throws {
-        for (_, dir) in paths {
+    /// Puts `pid` into every hierarchy (or only the v2 one) through cgroup.procs: the slow way (the first such
+    /// write in a while waits an RCU grace period), used only where the process cannot join by itself.
+    func add(pid: Int32, onlyUnified: Bool = false) throws {
+        for (key, dir) in paths where !onlyUnified || key == "unified" {
             let e = writeFile(dir + "/cgroup.procs", "\(pid)")
             if e != 0 { throw RuncError.sys("add \(pid) to \(dir)", e) }
         }
+    }
+
+    /// What a new process needs to join its cgroups by itself (see brc_plan): the v1 `tasks` files opened for
+    /// writing, and the v2 directory for clone3(CLONE_INTO_CGROUP) (-1 if there is no v2 hierarchy).
+    func joinHandles() throws -> (tasks: [Int32], v2: Int32) {
+        var tasks: [Int32] = []
+        var v2: Int32 = -1
+        do {
+            for (key, dir) in paths.sorted(by: { $0.key < $1.key }) {
+                if key == "unified" {
+                    v2 = brc_open_fifo_path(dir)  // O_PATH
+                    if v2 < 0 { throw RuncError.sys("open \(dir)", -v2) }
+                } else {
+                    let fd = open(dir + "/tasks", O_WRONLY | O_CLOEXEC)
+                    if fd < 0 { throw RuncError.sys("open \(dir)/tasks", errno) }
+                    tasks.append(fd)
+                }
+            }
+        } catch {
+            for fd in tasks { close(fd) }
+            if v2 >= 0 { close(v2) }
+            throw error
+        }
+        return (tasks, v2)
     }
 
     private func set(_ controller: String, _ file: String, _ value: String) throws {

@@ -19,9 +19,14 @@ struct Exec {
         if status == "stopped" { throw RuncError("cannot exec in a stopped container") }
         if status == "paused" && !f.has("ignore-paused") { throw RuncError("cannot exec in a paused container") }
         let process = try buildProcess(f, record: record, command: Array(f.positional.dropFirst()))
+        // A foreground terminal process without --console-socket gets its pty relayed to our stdio (as runc).
+        var relay: [Int32] = [-1, -1]
         if process.terminal == true && f.value("console-socket") == nil {
-            throw RuncError("berth-runc exec -t needs --console-socket (no built-in terminal relay)")
+            if f.has("detach") { throw RuncError("cannot allocate tty if berth-runc will detach without setting console socket") }
+            let r = relay.withUnsafeMutableBufferPointer { brc_socketpair_stream($0.baseAddress) }
+            if r < 0 { throw RuncError.sys("socketpair", -r) }
         }
+        defer { for fd in relay where fd >= 0 { close(fd) } }
 
         var plan = emptyPlan()
         plan.is_init = 0
@@ -40,14 +45,28 @@ struct Exec {
         plan.join_fds = CMem.array(joins)
         plan.njoin = Int32(joins.count)
         try fillProcess(&plan, process, seccomp: record.config.linux?.seccomp)
-        plan.console_fd = try connectConsole(f.value("console-socket"))
+        plan.console_fd = relay[1] >= 0 ? relay[1] : try connectConsole(f.value("console-socket"))
         plan.preserve_fds = Int32(f.value("preserve-fds") ?? "0") ?? 0
-        let spawner = Spawner(cgroups: record.cgroups)
+        if record.noNewKeyring != true { plan.session_keyring = CMem.str("_ses." + id) }
+        var spawner = Spawner(cgroups: record.cgroups)
+        spawner.onSeccompListener = { pid, fd in
+            var r = record
+            r.pid = pid
+            try SeccompCompiler.sendListener(fd, record.config.linux?.seccomp, state: r)
+        }
         let pid = try spawner.spawn(&plan)
         for fd in joins { close(fd) }
+        if relay[1] >= 0 { close(relay[1]); relay[1] = -1 }
         if let pidFile = f.value("pid-file") { try writeAtomically(pidFile, Data("\(pid)".utf8), mode: 0o644) }
         if f.has("detach") { return 0 }
         brc_forward_signals(pid)
+        if relay[0] >= 0 {
+            let master = brc_recv_fd(relay[0])
+            if master < 0 { kill(pid, SIGKILL); _ = waitChild(pid); throw RuncError.sys("receive the pty", -master) }
+            defer { close(master) }
+            let status = brc_relay_console(master, pid)
+            return status < 0 ? 255 : exitCode(status)
+        }
         return waitChild(pid)
     }
 
@@ -74,15 +93,15 @@ struct Exec {
             p.env = (p.env ?? []) + f.all("env")
             if let cwd = f.value("cwd") { p.cwd = cwd }
             if let user = f.value("user") {
-                let parts = user.split(separator: ":")
-                guard let uid = parts.first.flatMap({ UInt32($0) }) else {
-                    throw RuncError("exec --user: only numeric uid[:gid] is supported, got \(user)")
-                }
-                p.user.uid = uid
-                p.user.gid = parts.count > 1 ? (UInt32(parts[1]) ?? 0) : 0
+                let u = try ExecUser.resolve(user, defaultGid: p.user.gid, root: "/proc/\(record.pid)/root")
+                p.user.uid = u.uid
+                p.user.gid = u.gid
+                let gids = u.sgids + (p.user.additionalGids ?? [])
+                p.user.additionalGids = gids.isEmpty ? nil : gids
+                if !(p.env ?? []).contains(where: { $0.hasPrefix("HOME=") }) { p.env = (p.env ?? []) + ["HOME=" + u.home] }
             }
             let gids = f.all("additional-gids").compactMap { UInt32($0) }
-            if !gids.isEmpty { p.user.additionalGids = gids }
+            if !gids.isEmpty { p.user.additionalGids = (p.user.additionalGids ?? []) + gids }
             if f.has("no-new-privs") { p.noNewPrivileges = true }
             let extra = f.all("cap")
             if !extra.isEmpty {

@@ -1,3 +1,4 @@
+import CBerthRunc
 import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
@@ -163,18 +164,46 @@ enum Info {
         try record.save(root: globals.root)
     }
 
-    /// `events [--stats] [--interval D] ID`: one stats event (--stats), or one every interval until stopped.
+    /// `events [--stats] [--interval D] ID`: one stats event (--stats), or a stream as runc's plain `events`: a stats
+    /// event every interval and an "oom" event whenever the kernel reports an OOM in the container's memory cgroup
+    /// (cgroup v1: an eventfd registered on memory.oom_control; v2: memory.events' oom_kill count). Ends when the
+    /// container stops.
     static func events(_ globals: Globals, _ args: [String]) throws {
         let f = try ParsedFlags.parse(args, bools: ["stats"], values: ["interval"])
         guard let id = f.positional.first else { throw RuncError("\"events\" requires a container id") }
-        let interval = Double((f.value("interval") ?? "5s").filter { $0.isNumber || $0 == "." }) ?? 5
+        let interval = try parseDuration(f.value("interval") ?? "5s")
+        let record = try ContainerRecord.load(root: globals.root, id: id)
+        guard record.status(root: globals.root) != "stopped" else { throw RuncError("container with id \(id) is not running") }
+        if f.has("stats") { printOut(stats(record)); return }
+        let oom = OOMWatch(record.cgroups)
+        defer { oom.close() }
+        var next = monotonicSeconds() + interval
         while true {
-            let record = try ContainerRecord.load(root: globals.root, id: id)
-            guard record.status(root: globals.root) != "stopped" else { throw RuncError("container with id \(id) is not running") }
+            let wait = max(0, next - monotonicSeconds())
+            if oom.wait(seconds: wait) {
+                printOut("{\"type\":\"oom\",\"id\":\(jsonString(id))}")
+                continue
+            }
+            guard record.status(root: globals.root) != "stopped" else { return }
             printOut(stats(record))
-            if f.has("stats") { return }
-            usleep(UInt32(interval * 1_000_000))
+            next += interval
         }
+    }
+
+    /// A Go-style duration ("5s", "500ms", "1m", "2"): seconds.
+    static func parseDuration(_ text: String) throws -> Double {
+        let units: [(String, Double)] = [("ms", 0.001), ("us", 0.000001), ("ns", 1e-9), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            if let v = Double(text.dropLast(suffix.count)), v > 0 { return v * scale }
+        }
+        if let v = Double(text), v > 0 { return v }
+        throw RuncError("invalid value \"\(text)\" for flag -interval: parse error")
+    }
+
+    static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
     static func stats(_ r: ContainerRecord) -> String {
@@ -193,5 +222,62 @@ enum Info {
         let pidsLimit = cg.read("pids", "pids.max").flatMap { UInt64($0) } ?? 0
         let pids = "{\"current\":\(num("pids", "pids.current")),\"limit\":\(pidsLimit)}"
         return "{\"type\":\"stats\",\"id\":\(jsonString(r.id)),\"data\":{\"cpu\":\(cpu),\"memory\":\(memory),\"pids\":\(pids),\"blkio\":{},\"hugetlb\":{}}}"
+    }
+}
+
+/// OOM notifications of one container's memory cgroup: on v1 an eventfd registered through
+/// cgroup.event_control on memory.oom_control (as runc does); on v2 the oom_kill count of memory.events, polled.
+final class OOMWatch {
+    private var efd: Int32 = -1
+    private var controlFd: Int32 = -1
+    private var eventsFile: String?
+    private var lastKills: UInt64 = 0
+
+    init(_ cg: Cgroups) {
+        guard let dir = cg.path("memory") else { return }
+        if access(dir + "/memory.oom_control", F_OK) == 0 {
+            let e = brc_eventfd()
+            let c = open(dir + "/memory.oom_control", O_RDONLY | O_CLOEXEC)
+            if e >= 0, c >= 0, writeFile(dir + "/cgroup.event_control", "\(e) \(c)") == 0 {
+                efd = e
+                controlFd = c
+                return
+            }
+            if e >= 0 { Glibc.close(e) }
+            if c >= 0 { Glibc.close(c) }
+        } else if access(dir + "/memory.events", F_OK) == 0 {
+            eventsFile = dir + "/memory.events"
+            lastKills = Self.kills(dir + "/memory.events")
+        }
+    }
+
+    private static func kills(_ file: String) -> UInt64 {
+        for line in (readFile(file) ?? "").split(separator: "\n") where line.hasPrefix("oom_kill ") {
+            return UInt64(line.dropFirst(9)) ?? 0
+        }
+        return 0
+    }
+
+    /// Waits up to `seconds`; true if an OOM happened meanwhile.
+    func wait(seconds: Double) -> Bool {
+        if efd >= 0 {
+            var pfd = pollfd(fd: efd, events: Int16(POLLIN), revents: 0)
+            let r = poll(&pfd, 1, Int32(seconds * 1000))
+            guard r > 0 else { return false }
+            var count: UInt64 = 0
+            return read(efd, &count, 8) == 8
+        }
+        usleep(UInt32(min(seconds, 4000) * 1_000_000))
+        if let eventsFile {
+            let now = Self.kills(eventsFile)
+            defer { lastKills = now }
+            return now > lastKills
+        }
+        return false
+    }
+
+    func close() {
+        if efd >= 0 { Glibc.close(efd) }
+        if controlFd >= 0 { Glibc.close(controlFd) }
     }
 }

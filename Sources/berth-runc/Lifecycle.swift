@@ -15,6 +15,10 @@ struct Lifecycle {
         var noPivot = false
         var preserveFds = 0
         var detach = true
+        var noNewKeyring = false
+        /// Foreground `run` of a terminal process without --console-socket: the connected end of a socketpair
+        /// that receives the pty master, which `run` relays to its own stdio (as runc does).
+        var relayConsole: Int32 = -1
     }
 
     /// Creates the container and leaves its process blocked on exec.fifo. Returns the record.
@@ -31,14 +35,13 @@ struct Lifecycle {
         guard let process = spec.process else { throw RuncError("process property must not be empty") }
         let newPidNS = (spec.linux?.namespaces ?? []).contains { $0.type == "pid" && ($0.path ?? "").isEmpty }
         if !newPidNS { Runc.sealIfNeeded() }
-        Cgroups.prewarmAttach()
         guard let rootPath = spec.root?.path else { throw RuncError("root must be specified") }
         let rootfs = rootPath.hasPrefix("/") ? rootPath : bundle + "/" + rootPath
         var st = stat()
         guard stat(rootfs, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
             throw RuncError("rootfs (\(rootfs)) does not exist")
         }
-        if process.terminal == true && o.consoleSocket == nil {
+        if process.terminal == true && o.consoleSocket == nil && o.relayConsole < 0 {
             throw RuncError("cannot allocate tty if berth-runc will detach without setting console socket")
         }
         if process.terminal != true && o.consoleSocket != nil {
@@ -90,7 +93,7 @@ struct Lifecycle {
             } else if ns.type == "cgroup" {
                 plan.unshare_cgroupns = 1
             } else if ns.type == "time" {
-                throw RuncError("creating a new time namespace is not supported by berth-runc (join one by path)")
+                plan.timens_offsets = CMem.str(Self.timensOffsets(spec.linux?.timeOffsets))
             } else {
                 plan.clone_flags |= flag
                 if ns.type == "user" { newUser = true; plan.userns = 1 }
@@ -138,7 +141,12 @@ struct Lifecycle {
         plan.sysctl_values = UnsafePointer(CMem.strings(sysctl.map(\.value)))
         plan.nsysctl = Int32(sysctl.count)
         try fillProcess(&plan, process, seccomp: spec.linux?.seccomp)
-        plan.console_fd = try connectConsole(o.consoleSocket)
+        if o.relayConsole >= 0 {
+            plan.console_fd = process.terminal == true ? fcntl(o.relayConsole, F_DUPFD_CLOEXEC, 0) : -1
+        } else {
+            plan.console_fd = try connectConsole(o.consoleSocket)
+        }
+        if !o.noNewKeyring { plan.session_keyring = CMem.str("_ses." + id) }
         plan.preserve_fds = Int32(o.preserveFds)
         let fifoFd = brc_open_fifo_path(fifo)
         if fifoFd < 0 { throw RuncError.sys("open \(fifo)", -fifoFd) }
@@ -160,6 +168,11 @@ struct Lifecycle {
             spawner.gidMappings = spec.linux?.gidMappings ?? []
         }
         let recordForHooks = record
+        spawner.onSeccompListener = { pid, fd in
+            var r = recordForHooks
+            r.pid = pid
+            try SeccompCompiler.sendListener(fd, spec.linux?.seccomp, state: r)
+        }
         spawner.onHooks = { pid in
             var r = recordForHooks
             r.pid = pid
@@ -168,7 +181,6 @@ struct Lifecycle {
             try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: state)
             return state
         }
-        // Created last: cgroup mkdirs wait behind the migration pre-warm (Cgroups.prewarmAttach) while the plan is built.
         try cgroups.create()
         try cgroups.apply(spec.linux?.resources ?? Resources(), devices: spec.linux?.devices ?? [], initial: true)
         let pid = try spawner.spawn(&plan)
@@ -176,6 +188,7 @@ struct Lifecycle {
         for fd in joinFds { close(fd) }
         if plan.console_fd >= 0 { close(plan.console_fd) }
         record.pid = pid
+        record.noNewKeyring = o.noNewKeyring ? true : nil
         record.pidStartTime = ContainerRecord.startTime(pid: pid) ?? 0
         for ns in spec.linux?.namespaces ?? [] {
             let name = ["network": "net", "mount": "mnt"][ns.type] ?? ns.type
@@ -189,6 +202,16 @@ struct Lifecycle {
             throw error
         }
         return record
+    }
+
+    /// The text of /proc/self/timens_offsets for linux.timeOffsets (zero offsets when none are given).
+    static func timensOffsets(_ offsets: [String: Spec.TimeOffset]?) -> String {
+        var text = ""
+        for clock in ["monotonic", "boottime"] {
+            let o = offsets?[clock]
+            text += "\(clock) \(o?.secs ?? 0) \(o?.nanosecs ?? 0)\n"
+        }
+        return text
     }
 
     /// Lets a created container exec its program (reads exec.fifo), then runs poststart hooks.

@@ -81,12 +81,35 @@ struct Runc {
             let f = try ParsedFlags.parse(args, bools: ["no-pivot", "no-new-keyring", "detach,d", "keep", "no-subreaper"],
                                           values: ["bundle,b", "pid-file", "console-socket", "preserve-fds", "notify-socket"])
             let id = try needID(f, command)
-            let opts = Lifecycle.CreateOptions(
+            var opts = Lifecycle.CreateOptions(
                 bundle: f.value("bundle") ?? FileManager.default.currentDirectoryPath, pidFile: f.value("pid-file"),
                 consoleSocket: f.value("console-socket"), noPivot: f.has("no-pivot"),
-                preserveFds: Int(f.value("preserve-fds") ?? "0") ?? 0, detach: command == "create" || f.has("detach"))
+                preserveFds: Int(f.value("preserve-fds") ?? "0") ?? 0, detach: command == "create" || f.has("detach"),
+                noNewKeyring: f.has("no-new-keyring"))
+            // Foreground `run` without --console-socket: a terminal process gets its pty relayed to our stdio.
+            var relay: [Int32] = [-1, -1]
+            if command == "run" && !f.has("detach") && opts.consoleSocket == nil {
+                let r = relay.withUnsafeMutableBufferPointer { brc_socketpair_stream($0.baseAddress) }
+                if r < 0 { throw RuncError.sys("socketpair", -r) }
+                opts.relayConsole = relay[1]
+            }
+            defer { for fd in relay where fd >= 0 { close(fd) } }
             let record = try life.create(id: id, opts)
             if command == "create" { return 0 }
+            var master: Int32 = -1
+            if opts.relayConsole >= 0 {
+                close(relay[1])
+                relay[1] = -1
+                if record.config.process?.terminal == true {
+                    master = brc_recv_fd(relay[0])
+                    if master < 0 {
+                        life.killAndWait(record)
+                        life.destroy(record)
+                        throw RuncError.sys("receive the container's pty", -master)
+                    }
+                }
+            }
+            defer { if master >= 0 { close(master) } }
             // From here on a signal to `run` goes to the container (installed before start: no window).
             if !f.has("detach") { brc_forward_signals(record.pid) }
             do { try life.start(id: id) } catch {
@@ -95,7 +118,13 @@ struct Runc {
                 throw error
             }
             if f.has("detach") { return 0 }
-            let code = waitChild(record.pid)
+            var code: Int32
+            if master >= 0 {
+                let status = brc_relay_console(master, record.pid)
+                code = status < 0 ? 255 : exitCode(status)
+            } else {
+                code = waitChild(record.pid)
+            }
             if !f.has("keep") { life.destroy(record) }
             return code
         case "start":

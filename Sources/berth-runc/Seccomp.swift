@@ -22,7 +22,7 @@ enum SeccompCompiler {
         case "SCMP_ACT_TRACE": return 0x7ff0_0000 | ((errnoRet ?? defaultErrno) & 0xffff)
         case "SCMP_ACT_LOG": return 0x7ffc_0000
         case "SCMP_ACT_ALLOW": return 0x7fff_0000
-        case "SCMP_ACT_NOTIFY": throw RuncError("seccomp action SCMP_ACT_NOTIFY is not supported by berth-runc")
+        case "SCMP_ACT_NOTIFY": return 0x7fc0_0000
         default: throw RuncError("seccomp: unknown action \(name)")
         }
     }
@@ -34,9 +34,14 @@ enum SeccompCompiler {
         return UInt32(v)
     }
 
-    /// Returns the BPF program bytes (an array of struct sock_filter) and the seccomp(2) flags.
-    static func compile(_ s: Spec.Seccomp) throws -> (bpf: [UInt8], flags: UInt32) {
+    /// Returns the BPF program bytes (an array of struct sock_filter), the seccomp(2) flags, and whether a rule
+    /// notifies (then the container process hands a listener fd to listenerPath, see `sendListener`).
+    static func compile(_ s: Spec.Seccomp) throws -> (bpf: [UInt8], flags: UInt32, notify: Bool) {
         let defaultAction = try action(s.defaultAction, errnoRet: s.defaultErrnoRet)
+        let notify = s.defaultAction == "SCMP_ACT_NOTIFY" || (s.syscalls ?? []).contains { $0.action == "SCMP_ACT_NOTIFY" }
+        if notify && (s.listenerPath ?? "").isEmpty {
+            throw RuncError("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")
+        }
         guard let ctx = seccomp_init(defaultAction) else { throw RuncError("seccomp: seccomp_init failed") }
         defer { seccomp_release(ctx) }
         _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)
@@ -81,6 +86,19 @@ enum SeccompCompiler {
         var bytes = [UInt8](repeating: 0, count: Int(size))
         let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(size), 0) }
         guard n == Int(size) else { throw RuncError("seccomp: short read of BPF") }
-        return (bytes, flags)
+        return (bytes, flags, notify)
+    }
+
+    /// Passes a seccomp listener fd to the agent at listenerPath as runc does: one message holding the
+    /// container process state JSON (`fds: ["seccompFd"]`) with the fd attached (SCM_RIGHTS).
+    static func sendListener(_ fd: Int32, _ s: Spec.Seccomp?, state record: ContainerRecord) throws {
+        guard let path = s?.listenerPath, !path.isEmpty else { throw RuncError("seccomp: no listenerPath") }
+        let sock = brc_connect_unix(path)
+        if sock < 0 { throw RuncError.sys("seccomp: connect to listenerPath \(path)", -sock) }
+        defer { close(sock) }
+        let json = "{\"ociVersion\":\"1.2.0\",\"fds\":[\"seccompFd\"],\"pid\":\(record.pid),"
+            + "\"metadata\":\(jsonString(s?.listenerMetadata ?? "")),\"state\":\(record.hookState(status: "creating"))}"
+        let r = json.withCString { brc_send_text_fd(sock, $0, strlen($0), fd) }
+        if r < 0 { throw RuncError.sys("seccomp: send listener fd to \(path)", -r) }
     }
 }

@@ -46,7 +46,8 @@ func fillProcess(_ plan: inout brc_plan, _ process: Spec.Process, seccomp: Spec.
         Log.warn("selinux label \(label) ignored: SELinux is not enabled on this host")
     }
     if let seccomp {
-        let (bpf, flags) = try SeccompCompiler.compile(seccomp)
+        let (bpf, flags, notify) = try SeccompCompiler.compile(seccomp)
+        plan.seccomp_notify = notify ? 1 : 0
         plan.seccomp_filter = UnsafeRawPointer(CMem.array(bpf))
         plan.seccomp_len = Int32(bpf.count / 8)
         plan.seccomp_flags = flags
@@ -58,6 +59,7 @@ func fillProcess(_ plan: inout brc_plan, _ process: Spec.Process, seccomp: Spec.
 func emptyPlan() -> brc_plan {
     var p = brc_plan()
     p.console_fd = -1
+    p.cgroup2_fd = -1
     p.fifo_fd = -1
     p.sync_fd = -1
     p.umask = -1
@@ -74,6 +76,8 @@ struct Spawner {
     /// Called when the init asks for prestart/createRuntime hooks (pid known); returns the state JSON the init
     /// hands to its own createContainer/startContainer hooks.
     var onHooks: ((Int32) throws -> String)?
+    /// Called with the seccomp listener fd of a filter with SCMP_ACT_NOTIFY rules (the caller closes it).
+    var onSeccompListener: ((Int32, Int32) throws -> Void)?
 
     func spawn(_ plan: inout brc_plan) throws -> Int32 {
         var fds: [Int32] = [-1, -1]
@@ -82,8 +86,15 @@ struct Spawner {
         let parentFd = fds[0]
         defer { close(parentFd) }
         plan.sync_fd = fds[1]
+        // The process joins its cgroups itself (no cgroup.procs write here, see brc_plan).
+        let handles = try cgroups?.joinHandles() ?? (tasks: [], v2: -1)
+        plan.cgroup_tasks_fds = CMem.array(handles.tasks)
+        plan.ncgroup_tasks = Int32(handles.tasks.count)
+        plan.cgroup2_fd = handles.v2
         let stage1 = withUnsafePointer(to: &plan) { brc_spawn($0) }
         close(fds[1])
+        for fd in handles.tasks { close(fd) }
+        if handles.v2 >= 0 { close(handles.v2) }
         if stage1 < 0 { throw RuncError.sys("fork", -stage1) }
         var msg = brc_msg()
         var status: Int32 = 0
@@ -93,12 +104,14 @@ struct Spawner {
         if msg.type == Int32(BRC_MSG_ERROR) { throw RuncError(Self.text(msg)) }
         guard msg.type == Int32(BRC_MSG_PID) else { throw RuncError("unexpected message from container init") }
         let pid = msg.value
+        let v2Pending = Self.text(msg) == "cgroup2"
         do {
-            try setUp(pid: pid)
+            try setUp(pid: pid, v2Pending: v2Pending)
             _ = brc_send_msg(parentFd, Int32(BRC_MSG_GO), 0, "")
             while true {
                 var m = brc_msg()
-                if brc_recv_msg(parentFd, &m) != 0 {
+                var passed: Int32 = -1
+                if brc_recv_msg_fd(parentFd, &m, &passed) != 0 {
                     var st: Int32 = 0
                     _ = waitpid(pid, &st, WNOHANG)
                     throw RuncError("container init exited unexpectedly")
@@ -108,7 +121,15 @@ struct Spawner {
                 case Int32(BRC_MSG_ERROR): throw RuncError(Self.text(m))
                 case Int32(BRC_MSG_HOOKS):
                     let state = try onHooks?(pid) ?? ""
-                    _ = brc_send_msg(parentFd, Int32(BRC_MSG_HOOKS_DONE), 0, state)
+                    // The state goes as a memfd: annotations make it any size.
+                    let memfd = try Self.memfd(with: state)
+                    defer { close(memfd) }
+                    _ = brc_send_msg_fd(parentFd, Int32(BRC_MSG_HOOKS_DONE), 0, "", memfd)
+                case Int32(BRC_MSG_SECCOMP):
+                    guard passed >= 0 else { throw RuncError("seccomp: no listener fd from container init") }
+                    defer { close(passed) }
+                    try onSeccompListener?(pid, passed)
+                    _ = brc_send_msg(parentFd, Int32(BRC_MSG_SECCOMP_DONE), 0, "")
                 default: throw RuncError("unexpected message from container init")
                 }
             }
@@ -120,7 +141,7 @@ struct Spawner {
         }
     }
 
-    private func setUp(pid: Int32) throws {
+    private func setUp(pid: Int32, v2Pending: Bool) throws {
         if !uidMappings.isEmpty || !gidMappings.isEmpty {
             for (file, maps) in [("uid_map", uidMappings), ("gid_map", gidMappings)] {
                 let text = maps.map { "\($0.containerID) \($0.hostID) \($0.size)" }.joined(separator: "\n") + "\n"
@@ -128,7 +149,23 @@ struct Spawner {
                 if e != 0 { throw RuncError.sys("write \(file)", e) }
             }
         }
-        try cgroups?.add(pid: pid)
+        if v2Pending { try cgroups?.add(pid: pid, onlyUnified: true) }
+    }
+
+    private static func memfd(with text: String) throws -> Int32 {
+        let fd = brc_memfd("berth-runc-state")
+        if fd < 0 { throw RuncError.sys("memfd_create", -fd) }
+        let bytes = Array(text.utf8)
+        var off = 0
+        while off < bytes.count {
+            let w = bytes.withUnsafeBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return -1 }
+                return write(fd, base + off, raw.count - off)
+            }
+            if w <= 0 { close(fd); throw RuncError.sys("write hook state", errno) }
+            off += w
+        }
+        return fd
     }
 
     private static func text(_ m: brc_msg) -> String {

@@ -90,13 +90,17 @@ struct Spec: Codable, Sendable {
         var maskedPaths: [String]?
         var readonlyPaths: [String]?
         var mountLabel: String?
+        var timeOffsets: [String: TimeOffset]?
     }
+    /// linux.timeOffsets entry ("monotonic", "boottime") for a new time namespace.
+    struct TimeOffset: Codable, Sendable { var secs: Int64?; var nanosecs: UInt32? }
     struct Seccomp: Codable, Sendable {
         var defaultAction: String
         var defaultErrnoRet: UInt32?
         var architectures: [String]?
         var flags: [String]?
         var listenerPath: String?
+        var listenerMetadata: String?
         var syscalls: [Syscall]?
     }
     struct Syscall: Codable, Sendable {

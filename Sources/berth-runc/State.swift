@@ -18,6 +18,8 @@ struct ContainerRecord: Codable, Sendable {
     var config: Spec
     /// Namespace paths of the init process that exec joins (type → /proc/<pid>/ns/...).
     var namespaces: [String: String] = [:]
+    /// Created with --no-new-keyring (exec then keeps the caller's session keyring too).
+    var noNewKeyring: Bool?
 
     static func directory(root: String, id: String) -> String { root + "/" + id }
 

@@ -47,7 +47,9 @@ struct brc_hook {
 };
 
 /* Message on the sync socket (SOCK_SEQPACKET). */
-enum { BRC_MSG_PID = 'P', BRC_MSG_GO = 'G', BRC_MSG_HOOKS = 'H', BRC_MSG_HOOKS_DONE = 'h', BRC_MSG_READY = 'R', BRC_MSG_ERROR = 'E' };
+enum { BRC_MSG_PID = 'P', BRC_MSG_GO = 'G', BRC_MSG_HOOKS = 'H', BRC_MSG_HOOKS_DONE = 'h', BRC_MSG_READY = 'R', BRC_MSG_ERROR = 'E',
+       BRC_MSG_SECCOMP = 'S', BRC_MSG_SECCOMP_DONE = 's' };
+/* HOOKS_DONE carries the state JSON as a memfd (any size); SECCOMP carries the seccomp listener fd. */
 struct brc_msg { int32_t type; int32_t value; char text[8192]; };
 
 struct brc_plan {
@@ -87,10 +89,22 @@ struct brc_plan {
     int set_oom_score_adj; int oom_score_adj;
     const void *seccomp_filter; int seccomp_len;   /* struct sock_filter[], 0 = none */
     unsigned int seccomp_flags;
+    int seccomp_notify;        /* the filter has SCMP_ACT_NOTIFY rules: load it with a new listener before READY
+                                  and send the listener fd to the parent (BRC_MSG_SECCOMP) */
+    const char *session_keyring; /* join a new session keyring of this name ("_ses.<id>"); NULL: keep ours */
+    const char *timens_offsets;  /* stage 1 unshares a time namespace and writes this to timens_offsets; NULL: none */
     int terminal;
     int console_fd;            /* connected console socket, -1 */
     int preserve_fds;          /* keep fds 3..3+n-1 */
     int stdio_fds[3];          /* -1: inherit */
+
+    /* cgroups: the new process joins them itself, avoiding the parent's cgroup.procs write (its first
+       writer waits an RCU grace period on the global cgroup_threadgroup_rwsem, 10-20 ms here) */
+    const int *cgroup_tasks_fds; int ncgroup_tasks;  /* v1 `tasks` files (O_WRONLY): stage 2 writes "0" (itself,
+                                                        single-threaded: no global lock) */
+    int cgroup2_fd;            /* O_PATH dir of the v2 cgroup: clone3(CLONE_INTO_CGROUP); -1: none. If clone3
+                                  refuses, stage 1 clones plainly and the PID message's text is "cgroup2" so
+                                  the parent writes the pid into cgroup.procs */
 
     /* sync */
     int sync_fd;               /* child end of the socketpair */
@@ -108,6 +122,19 @@ pid_t brc_spawn(const struct brc_plan *plan);
 int brc_socketpair_seqpacket(int fds[2]);
 int brc_send_msg(int fd, int type, int value, const char *text);
 int brc_recv_msg(int fd, struct brc_msg *msg);
+/* The same with one fd passed along (SCM_RIGHTS): passfd < 0 sends none; *rfd is -1 when none came. */
+int brc_send_msg_fd(int fd, int type, int value, const char *text, int passfd);
+int brc_recv_msg_fd(int fd, struct brc_msg *msg, int *rfd);
+/* Sends `text` and one fd over a connected unix socket (seccomp listenerPath). */
+int brc_send_text_fd(int sock, const char *text, size_t len, int passfd);
+int brc_recv_text_fd(int sock, char *buf, size_t len, int *rfd);
+int brc_eventfd(void);
+/* Opens a file for reading inside `root`, resolved with RESOLVE_IN_ROOT (see rootfs.c). */
+int brc_open_in_root(const char *root, const char *path);
+/* Relays stdio to a pty master until `pid` exits (see util.c); returns its wait status or -errno. */
+int brc_relay_console(int master, pid_t pid);
+/* Creates a socketpair of stream sockets (console relay). */
+int brc_socketpair_stream(int fds[2]);
 int brc_open_fifo_path(const char *path);
 int brc_connect_unix(const char *path);
 int brc_recv_fd(int sock);
@@ -116,8 +143,6 @@ int brc_pidfd_open(pid_t pid);
 int brc_clone_newflag(const char *name);
 int brc_memfd(const char *name);
 int brc_seal_readonly(int fd);
-/* Starts the RCU wait of the first cgroup migration early (see util.c); best effort. */
-void brc_prewarm_cgroup_attach(const char *procs_path);
 /* Forwards common signals received by this process to `pid` (foreground run/exec). */
 void brc_forward_signals(pid_t pid);
 
