@@ -149,7 +149,11 @@ struct Cgroups: Codable, Sendable {
 
     /// Writes the limits of `r` (create and `update`).
     func apply(_ r: Resources, devices: [Spec.Device] = [], initial: Bool) throws {
-        if let m = r.memory {
+        let wanted = [("memory", r.memory != nil), ("pids", r.pids != nil), ("hugetlb", !(r.hugepageLimits ?? []).isEmpty)]
+        for (c, want) in wanted where want && path(c) == nil && v2Dir(for: c) == nil {
+            throw RuncError("cgroup controller \(c) is not mounted (on neither cgroup v1 nor v2)")
+        }
+        if let m = r.memory, path("memory") != nil {
             if let limit = m.limit {
                 if let swap = m.swap, path("memory").map({ access($0 + "/memory.memsw.limit_in_bytes", F_OK) == 0 }) ?? false {
                     // Raise memsw first when growing, limit first when shrinking.
@@ -167,17 +171,19 @@ struct Cgroups: Codable, Sendable {
             if let v = m.swappiness, v <= 100 { try set("memory", "memory.swappiness", "\(v)") }
             if m.disableOOMKiller == true { try set("memory", "memory.oom_control", "1") }
         }
-        if let c = r.cpu {
+        if let c = r.cpu, path("cpu") != nil {
             if let v = c.shares, v != 0 { try set("cpu", "cpu.shares", "\(v)") }
             if let v = c.period, v != 0 { try set("cpu", "cpu.cfs_period_us", "\(v)") }
             if let v = c.quota, v != 0 { try set("cpu", "cpu.cfs_quota_us", "\(v)") }
             if let v = c.realtimePeriod, v != 0 { try set("cpu", "cpu.rt_period_us", "\(v)") }
             if let v = c.realtimeRuntime, v != 0 { try set("cpu", "cpu.rt_runtime_us", "\(v)") }
+        }
+        if let c = r.cpu, path("cpuset") != nil {
             if let v = c.cpus, !v.isEmpty { try set("cpuset", "cpuset.cpus", v) }
             if let v = c.mems, !v.isEmpty { try set("cpuset", "cpuset.mems", v) }
         }
-        if let p = r.pids { try set("pids", "pids.max", p.limit <= 0 ? "max" : "\(p.limit)") }
-        if let b = r.blockIO {
+        if let p = r.pids, path("pids") != nil { try set("pids", "pids.max", p.limit <= 0 ? "max" : "\(p.limit)") }
+        if let b = r.blockIO, path("blkio") != nil {
             // Like runc: BFQ's files when present, else CFQ's; without either scheduler, weights are skipped.
             let dir = path("blkio") ?? ""
             let bfq = access(dir + "/blkio.bfq.weight", F_OK) == 0
@@ -202,13 +208,11 @@ struct Cgroups: Codable, Sendable {
             ]
             for (file, list) in throttles { for d in list ?? [] { try set("blkio", file, "\(d.major):\(d.minor) \(d.rate)") } }
         }
-        for h in r.hugepageLimits ?? [] {
-            if path("hugetlb") != nil {
-                try set("hugetlb", "hugetlb.\(h.pageSize).limit_in_bytes", "\(h.limit)")
-            } else {
-                throw RuncError("hugetlb limits need the cgroup v1 hugetlb controller, which is not mounted on this host")
-            }
+        for h in r.hugepageLimits ?? [] where path("hugetlb") != nil {
+            try set("hugetlb", "hugetlb.\(h.pageSize).limit_in_bytes", "\(h.limit)")
         }
+        // Controllers found only on the unified hierarchy (a pure v2 host, or hugetlb here).
+        try applyV2(r, devices: initial || r.devices != nil)
         if let n = r.network {
             if let c = n.classID, path("net_cls") != nil { try set("net_cls", "net_cls.classid", "\(c)") }
             for p in n.priorities ?? [] where path("net_prio") != nil {
@@ -235,7 +239,7 @@ struct Cgroups: Codable, Sendable {
 
     /// Every pid in the container's cgroup (from the first hierarchy that has it).
     func pids() -> [Int32] {
-        for key in ["pids", "freezer", "memory", "devices", "cpu"] {
+        for key in ["pids", "freezer", "memory", "devices", "cpu", "unified"] {
             if let dir = path(key), let text = readFile(dir + "/cgroup.procs") {
                 return text.split(separator: "\n").compactMap { Int32($0) }
             }
@@ -244,15 +248,22 @@ struct Cgroups: Codable, Sendable {
     }
 
     func freezerState() -> String? {
-        guard let dir = path("freezer") else { return nil }
-        return readFile(dir + "/freezer.state")?.trimmed
+        if let dir = path("freezer") { return readFile(dir + "/freezer.state")?.trimmed }
+        // v2: cgroup.events says "frozen 1" once every task is frozen.
+        guard let dir = v2Dir(for: "freezer"), path("cpu") == nil, let events = readFile(dir + "/cgroup.events") else { return nil }
+        return events.contains("frozen 1") ? "FROZEN" : "THAWED"
     }
 
     /// Freezes or thaws the container, waiting until the kernel reports the new state.
     func freeze(_ on: Bool) throws {
         let want = on ? "FROZEN" : "THAWED"
         for _ in 0..<2000 {
-            try set("freezer", "freezer.state", want)
+            if path("freezer") == nil, let dir = v2Dir(for: "freezer") {
+                let e = writeFile(dir + "/cgroup.freeze", on ? "1" : "0")
+                if e != 0 { throw RuncError.sys("write \(dir)/cgroup.freeze", e) }
+            } else {
+                try set("freezer", "freezer.state", want)
+            }
             if freezerState() == want { return }
             usleep(1000)
         }
