@@ -63,7 +63,7 @@ public struct SnapshotTransaction {
     private func setLabels(_ id: Int64, _ labels: [String: String]) throws(BerthError) {
         try run {
             try db.execute(sql: "DELETE FROM snapshot_labels WHERE id = ?", arguments: [id])
-            for (key, value) in labels {
+            for (key, value) in labels where !value.isEmpty {  // containerd drops empty values
                 try db.execute(sql: "INSERT INTO snapshot_labels (id, key, value) VALUES (?, ?, ?)", arguments: [id, key, value])
             }
         }
@@ -132,7 +132,8 @@ public struct SnapshotTransaction {
     }
 
     /// Turns the active `key` into the committed `name` with `usage`; the id stays the same (so the backend's
-    /// directory is kept), `key` is gone. FailedPrecondition when `key` is not active.
+    /// directory is kept), `key` is gone. FailedPrecondition when `key` is not active. `labels` replace the
+    /// active snapshot's labels (containerd does not carry them over).
     @discardableResult
     public func commitActive(key: String, name: String, usage: SnapshotUsage, labels: [String: String])
         throws(BerthError) -> String
@@ -145,13 +146,15 @@ public struct SnapshotTransaction {
         if try !fetchRows("WHERE key = ?", [name]).isEmpty {
             throw .alreadyExists("snapshot \(name): already exists")
         }
+        // As containerd: the committed snapshot is created now (created == updated) and its labels are the
+        // commit's own, not the active snapshot's.
+        let now = Date().timeIntervalSince1970
         try run {
             try db.execute(
-                sql: "UPDATE snapshots SET key = ?, kind = ?, updated_at = ?, size = ?, inodes = ? WHERE id = ?",
-                arguments: [name, SnapshotKind.committed.rawValue, Date().timeIntervalSince1970, usage.size,
-                            usage.inodes, row.id])
+                sql: "UPDATE snapshots SET key = ?, kind = ?, created_at = ?, updated_at = ?, size = ?, inodes = ? WHERE id = ?",
+                arguments: [name, SnapshotKind.committed.rawValue, now, now, usage.size, usage.inodes, row.id])
         }
-        if !labels.isEmpty { try setLabels(row.id, labels) }
+        try setLabels(row.id, labels)
         return String(row.id)
     }
 

@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import BerthCore
+import BerthNativeSnapshotter
+import BerthOverlaySnapshotter
+import BerthSnapshotStorage
+import Foundation
+import Testing
+
+/// What is particular to each backend: containerd's mount shapes and layout, config options, removal and cleanup.
+@Suite("overlayfs and native backends")
+struct BackendTests {
+    @Test func registrationsAreContainerds() {
+        #expect(BerthOverlaySnapshotter.registration.uri == "io.containerd.snapshotter.v1.overlayfs")
+        #expect(BerthNativeSnapshotter.registration.uri == "io.containerd.snapshotter.v1.native")
+    }
+
+    @Test func overlayMountShapes() async throws {
+        let scratch = try SnapshotScratch()
+        let root = scratch.path + "/root"
+        var config = OverlayConfig()
+        config.mountOptions = ["volatile"]
+        let s = try OverlaySnapshotter.open(root: root, config: config)
+        let index = FileSystem.exists("/sys/module/overlay/parameters/index") ? ["index=off"] : []
+        let dir = { (key: String) async throws -> String in
+            let stored = try await s.store.read { tx throws(BerthError) in try tx.getInfo(key).id }
+            return root + "/snapshots/" + stored
+        }
+        #expect(try await s.prepare("a", parent: "", labels: [:]) == [Mount(type: "bind", source: try await dir("a") + "/fs", options: ["rw", "rbind"])])
+        let aDir = try await dir("a")
+        try await s.commit("A", key: "a", labels: [:])
+        #expect(try await s.view("v0", parent: "", labels: [:]) == [Mount(type: "bind", source: try await dir("v0") + "/fs", options: ["ro", "rbind"])])
+        #expect(try await s.view("v1", parent: "A", labels: [:]) == [Mount(type: "bind", source: aDir + "/fs", options: ["ro", "rbind"])])
+        let b = try await s.prepare("b", parent: "A", labels: [:])
+        let bDir = try await dir("b")
+        #expect(b == [Mount(type: "overlay", source: "overlay", options: index + ["volatile", "workdir=\(bDir)/work", "upperdir=\(bDir)/fs", "lowerdir=\(aDir)/fs"])])
+        try await s.commit("B", key: "b", labels: [:])
+        #expect(try await s.view("v2", parent: "B", labels: [:]) == [Mount(type: "overlay", source: "overlay", options: index + ["volatile", "lowerdir=\(bDir)/fs:\(aDir)/fs"])])
+        #expect(FileSystem.exists(bDir + "/work") && !FileSystem.exists(try await dir("v2") + "/work"))
+        await #expect(throws: BerthError.self) { try await s.mounts("missing") }
+        await s.close()
+    }
+
+    @Test func overlayUpperdirLabel() async throws {
+        let scratch = try SnapshotScratch()
+        var config = OverlayConfig()
+        config.upperdirLabel = true
+        let s = try OverlaySnapshotter.open(root: scratch.path + "/root", config: config)
+        _ = try await s.prepare("a", parent: "", labels: ["x": "y"])
+        let id = try await s.store.read { tx throws(BerthError) in try tx.getInfo("a").id }
+        let expected = ["x": "y", OverlaySnapshotter.upperdirLabel: scratch.path + "/root/snapshots/\(id)/fs"]
+        #expect(try await s.stat("a").labels == expected)
+        #expect(try await s.walk(.all).first?.labels == expected)
+        #expect(try await s.update(SnapshotInfo(kind: .active, name: "a", labels: ["x": "z"]), paths: []).labels[OverlaySnapshotter.upperdirLabel] != nil)
+        await s.close()
+    }
+
+    /// Directories no snapshot owns (interrupted creations, removals) go at cleanup; live ones stay.
+    @Test(arguments: ["overlayfs", "native"])
+    func cleanupRemovesOnlyLeftovers(_ backend: String) async throws {
+        let scratch = try SnapshotScratch()
+        let root = scratch.path + "/root"
+        let s = backend == "native" ? try NativeSnapshotter.open(root: root) : try OverlaySnapshotter.open(root: root)
+        _ = try await s.prepare("keep", parent: "", labels: [:])
+        try FileSystem.makeDirectories(root + "/snapshots/new-abc123/fs")
+        try FileSystem.makeDirectories(root + "/snapshots/rm-99")
+        try FileSystem.makeDirectories(root + "/snapshots/12345")
+        try await s.cleanup()
+        let ids = try await s.store.read { tx throws(BerthError) in try tx.idMap() }
+        #expect(Set(try SnapshotFiles.entries(root + "/snapshots")) == Set(ids.keys))
+        #expect(ids.count == 1)
+        await s.close()
+    }
+
+    @Test func syncRemoveDeletesBeforeReturning() async throws {
+        let scratch = try SnapshotScratch()
+        var config = OverlayConfig()
+        config.syncRemove = true
+        let root = scratch.path + "/root"
+        let s = try OverlaySnapshotter.open(root: root, config: config)
+        _ = try await s.prepare("a", parent: "", labels: [:])
+        try await s.remove("a")
+        #expect(try SnapshotFiles.entries(root + "/snapshots").isEmpty)
+        await s.close()
+    }
+
+    @Test func asyncRemoveIsDoneByClose() async throws {
+        let scratch = try SnapshotScratch()
+        let root = scratch.path + "/root"
+        let s = try OverlaySnapshotter.open(root: root)
+        for i in 0..<5 { _ = try await s.prepare("a\(i)", parent: "", labels: [:]) }
+        for i in 0..<5 { try await s.remove("a\(i)") }
+        #expect(try await s.walk(.all).isEmpty)
+        await s.close()
+        #expect(try SnapshotFiles.entries(root + "/snapshots").isEmpty)
+    }
+
+    /// A root on overlay is refused with a reason (the plugin then skips); a root on ext4 is fine.
+    @Test func overlayOnOverlayIsUnsupported() async throws {
+        let scratch = try SnapshotScratch()
+        #expect(OverlaySnapshotter.unsupportedReason(try scratch.dir("plain")) == nil)
+        let lower = try scratch.dir("lower")
+        let target = try scratch.dir("merged")
+        try await Mounting.withMounts([Mount(type: "overlay", source: "overlay", options: ["lowerdir=\(lower):\(lower)"])], at: target) {
+            let reason = OverlaySnapshotter.unsupportedReason(target)
+            #expect(reason?.contains("overlay") == true)
+        }
+    }
+
+    @Test func nativeMountsAndIndependentCopies() async throws {
+        let scratch = try SnapshotScratch()
+        let root = scratch.path + "/root"
+        let s = try NativeSnapshotter.open(root: root)
+        let a = try await s.prepare("a", parent: "", labels: [:])
+        #expect(a.count == 1 && a[0].type == "bind" && a[0].options == ["rbind", "rw"])
+        try writeFile(a[0].source + "/file", "parent")
+        try await s.commit("A", key: "a", labels: [:])
+        let b = try await s.prepare("b", parent: "A", labels: [:])
+        #expect(b[0].source != a[0].source)
+        #expect(readFile(b[0].source + "/file") == "parent")
+        try writeFile(b[0].source + "/file", "child")
+        #expect(readFile(a[0].source + "/file") == "parent", "the parent is untouched by its child")
+        let v = try await s.view("v", parent: "A", labels: [:])
+        #expect(v == [Mount(type: "bind", source: a[0].source, options: ["rbind", "ro"])])
+        await s.close()
+    }
+}

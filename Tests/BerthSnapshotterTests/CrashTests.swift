@@ -1,0 +1,126 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import BerthCore
+import BerthNativeSnapshotter
+import BerthOverlaySnapshotter
+import BerthSnapshotStorage
+import Foundation
+import Testing
+
+/// `kill -9` in the middle of prepares, commits and removals: the test binary re-runs itself with only this test
+/// selected and an environment variable that makes it the child, which builds a chain of layers until SIGKILLed at
+/// a random moment. The parent then reopens the store: every recorded id has its directory, every committed layer
+/// holds the data written before its commit, `cleanup()` leaves exactly the recorded ids, and the store works on.
+@Suite("snapshotter crash consistency")
+struct SnapshotterCrashTests {
+    static let childVariable = "BERTH_SNAPSHOT_CRASH_CHILD"
+    static let layerBytes = 64 << 10
+
+    static func open(_ backend: String, _ root: String) throws -> DirectorySnapshotter {
+        backend == "native" ? try NativeSnapshotter.open(root: root) : try OverlaySnapshotter.open(root: root)
+    }
+
+    /// Where a process writes into an active snapshot without mounting it (a child killed with a mount would
+    /// leak it): overlay's upperdir, else the bind source.
+    static func writableDirectory(_ mounts: [Mount]) -> String {
+        for option in mounts.first?.options ?? [] where option.hasPrefix("upperdir=") {
+            return String(option.dropFirst("upperdir=".count))
+        }
+        return mounts.first?.source ?? "/nonexistent"
+    }
+
+    static func layerData(_ index: Int) -> String { String(repeating: Character(UnicodeScalar(UInt8(65 + index % 26))), count: layerBytes) }
+
+    @Test func killedCommitsLeaveConsistentStore() async throws {
+        if let spec = ProcessInfo.processInfo.environment[Self.childVariable] {
+            let parts = spec.split(separator: "|").map(String.init)
+            guard parts.count == 3 else { return }
+            try await Self.child(backend: parts[0], root: parts[1], progress: parts[2])
+            return
+        }
+        for backend in ["overlayfs", "native"] {
+            let scratch = try SnapshotScratch("berth-snap-crash-")
+            let root = scratch.path + "/root"
+            var commits = 0
+            for round in 0..<4 {
+                commits += try await killRound(backend: backend, root: root, scratch: scratch.path, round: round)
+                try await verify(backend: backend, root: root)
+            }
+            #expect(commits >= 4, "\(backend): the children committed \(commits) layers in all")
+        }
+    }
+
+    /// Starts a child, waits for a random number of its commits, sleeps a random few milliseconds and SIGKILLs it.
+    func killRound(backend: String, root: String, scratch: String, round: Int) async throws -> Int {
+        let progress = scratch + "/progress-\(round)"
+        let log = scratch + "/child-\(round).log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        child.arguments = ["--testing-library", "swift-testing", "--filter", "killedCommitsLeaveConsistentStore"]
+        var environment = ProcessInfo.processInfo.environment
+        environment[Self.childVariable] = "\(backend)|\(root)|\(progress)"
+        child.environment = environment
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        child.standardOutput = output
+        child.standardError = output
+        try child.run()
+        let target = Int.random(in: 1...12)
+        let deadline = Date().addingTimeInterval(180)
+        var done = 0
+        while Date() < deadline && child.isRunning {
+            done = Int(readFile(progress) ?? "") ?? 0
+            if done >= target { break }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        try await Task.sleep(for: .microseconds(Int.random(in: 0...30_000)))
+        let wasRunning = child.isRunning
+        kill(child.processIdentifier, SIGKILL)
+        child.waitUntilExit()
+        try #require(wasRunning, "\(backend) round \(round): the child ended early: \(readFile(log) ?? "")")
+        #expect(child.terminationReason == .uncaughtSignal)
+        return done
+    }
+
+    func verify(backend: String, root: String) async throws {
+        let s = try Self.open(backend, root)
+        let ids = try await s.store.read { tx throws(BerthError) in try tx.idMap() }
+        for (id, key) in ids {
+            #expect(FileSystem.exists(root + "/snapshots/\(id)"), "\(backend): \(key) (id \(id)) has no directory")
+            guard let index = key.split(separator: "-").last.flatMap({ Int($0) }), key.contains("-layer-") else { continue }
+            let own = backend == "native" ? "/snapshots/\(id)" : "/snapshots/\(id)/fs"
+            #expect(readFile(root + own + "/data-\(index)") == Self.layerData(index), "\(backend): data of \(key)")
+        }
+        try await s.cleanup()
+        #expect(Set(try SnapshotFiles.entries(root + "/snapshots")) == Set(ids.keys), "\(backend): leftovers after cleanup")
+        let committed = try await s.walk(try Filter.parse("kind==committed"))
+        let top = committed.max { $0.createdAt < $1.createdAt }?.name ?? ""
+        _ = try await s.prepare("after-crash", parent: top, labels: [:])
+        try await s.remove("after-crash")
+        await s.close()
+    }
+
+    /// The child: a chain of layers, each written then committed, with a prepare+remove every third layer;
+    /// records how many commits are done in `progress`.
+    static func child(backend: String, root: String, progress: String) async throws {
+        let s = try open(backend, root)
+        let round = UUID().uuidString.prefix(8)
+        var parent = ""
+        var index = 0
+        while true {
+            let key = "\(round)-active-\(index)"
+            let mounts = try await s.prepare(key, parent: parent, labels: ["containerd.io/gc.root": "crash"])
+            try writeFile(writableDirectory(mounts) + "/data-\(index)", layerData(index))
+            let name = "\(round)-layer-\(index)"
+            try await s.commit(name, key: key, labels: ["containerd.io/gc.root": "crash"])
+            parent = name
+            if index % 3 == 0 {
+                _ = try await s.prepare("\(round)-scratch-\(index)", parent: parent, labels: [:])
+                try await s.remove("\(round)-scratch-\(index)")
+            }
+            index += 1
+            try FileSystem.writeAtomically(progress, "\(index)")
+        }
+    }
+}
