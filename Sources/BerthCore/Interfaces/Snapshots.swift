@@ -62,7 +62,9 @@ public struct SnapshotInfo: Sendable, Equatable {
 
     /// Fields for containerd's snapshot filters: `kind`, `name`, `parent`, `labels.KEY`.
     public var filterAdaptor: FieldMapAdaptor {
-        FieldMapAdaptor(fields: ["kind": kind.description, "name": name, "parent": parent], maps: ["labels": labels])
+        // containerd's adaptor spells kinds in lower case (`kind==active`).
+        FieldMapAdaptor(
+            fields: ["kind": kind.description.lowercased(), "name": name, "parent": parent], maps: ["labels": labels])
     }
 }
 
@@ -77,12 +79,21 @@ public struct SnapshotUsage: Sendable, Equatable {
     }
 }
 
-/// Labels with this prefix are inherited from a snapshot's parent labels at prepare (containerd's
-/// `containerd.io/snapshot/` convention); other labels are per snapshot.
+/// Labels with this prefix are "inherited by the snapshotter" (containerd's `containerd.io/snapshot/` convention):
+/// the metadata layer passes them down to the backend; other labels stay in the metadata layer.
 public enum SnapshotLabels {
     public static let inheritedPrefix = "containerd.io/snapshot/"
     /// Set by the pull path so a snapshotter can recognise an unpacked layer's chain id.
     public static let uncompressed = "containerd.io/uncompressed"
+    /// Set by the unpacker on an extraction Prepare to the target chain id; passed down like the prefixed labels.
+    public static let snapshotRef = "containerd.io/snapshot.ref"
+
+    /// The labels the metadata layer hands to a backend on Prepare, View and Commit (containerd's
+    /// `snapshots.FilterInheritedLabels`): those under `containerd.io/snapshot/` and `containerd.io/snapshot.ref`.
+    /// Backends store what they are given; a child never inherits its parent's labels.
+    public static func inherited(_ labels: [String: String]) -> [String: String] {
+        labels.filter { $0.key == snapshotRef || $0.key.hasPrefix(inheritedPrefix) }
+    }
 }
 
 /// A snapshotter (`io.containerd.snapshotter.v1.*`), containerd's `snapshots.Snapshotter`. Keys are opaque strings
