@@ -215,8 +215,8 @@ struct Lifecycle {
     }
 
     /// Lets a created container exec its program (reads exec.fifo), then runs poststart hooks.
-    func start(id: String) throws {
-        let record = try ContainerRecord.load(root: globals.root, id: id)
+    func start(id: String, record known: ContainerRecord? = nil) throws {
+        let record = try known ?? ContainerRecord.load(root: globals.root, id: id)
         switch record.status(root: globals.root) {
         case "created": break
         case "stopped": throw RuncError("cannot start a container that has stopped")

@@ -112,7 +112,7 @@ struct Runc {
             defer { if master >= 0 { close(master) } }
             // From here on a signal to `run` goes to the container (installed before start: no window).
             if !f.has("detach") { brc_forward_signals(record.pid) }
-            do { try life.start(id: id) } catch {
+            do { try life.start(id: id, record: record) } catch {
                 life.killAndWait(record)
                 life.destroy(record)
                 throw error

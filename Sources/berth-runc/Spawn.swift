@@ -91,23 +91,40 @@ struct Spawner {
         plan.cgroup_tasks_fds = CMem.array(handles.tasks)
         plan.ncgroup_tasks = Int32(handles.tasks.count)
         plan.cgroup2_fd = handles.v2
-        let stage1 = withUnsafePointer(to: &plan) { brc_spawn($0) }
-        close(fds[1])
-        for fd in handles.tasks { close(fd) }
-        if handles.v2 >= 0 { close(handles.v2) }
-        if stage1 < 0 { throw RuncError.sys("fork", -stage1) }
-        var msg = brc_msg()
-        var status: Int32 = 0
-        let got = brc_recv_msg(parentFd, &msg)
-        _ = waitpid(stage1, &status, 0)
-        guard got == 0 else { throw RuncError("container init exited before reporting its pid") }
-        if msg.type == Int32(BRC_MSG_ERROR) { throw RuncError(Self.text(msg)) }
-        guard msg.type == Int32(BRC_MSG_PID) else { throw RuncError("unexpected message from container init") }
-        let pid = msg.value
-        let v2Pending = Self.text(msg) == "cgroup2"
+        let needGo = !uidMappings.isEmpty || !gidMappings.isEmpty
+        let direct = plan.njoin == 0 && plan.timens_offsets == nil
+        plan.no_go = direct && !needGo ? 1 : 0
+        var pid: Int32
+        var v2Pending = false
+        if direct {
+            var pending: Int32 = 0
+            pid = withUnsafePointer(to: &plan) { brc_spawn_direct($0, &pending) }
+            close(fds[1])
+            for fd in handles.tasks { close(fd) }
+            if handles.v2 >= 0 { close(handles.v2) }
+            if pid < 0 { throw RuncError.sys("clone", -pid) }
+            v2Pending = pending != 0
+        } else {
+            let stage1 = withUnsafePointer(to: &plan) { brc_spawn($0) }
+            close(fds[1])
+            for fd in handles.tasks { close(fd) }
+            if handles.v2 >= 0 { close(handles.v2) }
+            if stage1 < 0 { throw RuncError.sys("fork", -stage1) }
+            var msg = brc_msg()
+            var status: Int32 = 0
+            let got = brc_recv_msg(parentFd, &msg)
+            _ = waitpid(stage1, &status, 0)
+            guard got == 0 else { throw RuncError("container init exited before reporting its pid") }
+            if msg.type == Int32(BRC_MSG_ERROR) { throw RuncError(Self.text(msg)) }
+            guard msg.type == Int32(BRC_MSG_PID) else { throw RuncError("unexpected message from container init") }
+            pid = msg.value
+            v2Pending = Self.text(msg) == "cgroup2"
+        }
         do {
-            try setUp(pid: pid, v2Pending: v2Pending)
-            _ = brc_send_msg(parentFd, Int32(BRC_MSG_GO), 0, "")
+            if plan.no_go == 0 || v2Pending {
+                try setUp(pid: pid, v2Pending: v2Pending)
+                _ = brc_send_msg(parentFd, Int32(BRC_MSG_GO), 0, "")
+            }
             while true {
                 var m = brc_msg()
                 var passed: Int32 = -1

@@ -108,6 +108,8 @@ struct brc_plan {
 
     /* sync */
     int sync_fd;               /* child end of the socketpair */
+    int no_go;                 /* the parent has nothing to do between clone and the child's setup: do not
+                                  wait for BRC_MSG_GO (brc_spawn_direct only) */
     int fifo_fd;               /* O_PATH fd of exec.fifo (create), -1 for exec */
     int run_hooks;             /* ask the parent to run prestart/createRuntime hooks before pivot_root; its
                                   answer carries the state JSON for the hooks below */
@@ -117,6 +119,9 @@ struct brc_plan {
 
 /* Forks stage 1; returns its pid or -errno. The container pid arrives on the sync socket as BRC_MSG_PID. */
 pid_t brc_spawn(const struct brc_plan *plan);
+
+/* The same without stage 1 when nothing is joined (see spawn.c). */
+pid_t brc_spawn_direct(const struct brc_plan *plan, int *v2_pending);
 
 /* Small wrappers for things Swift's Glibc module hides. All return 0 / a value, or -errno. */
 int brc_socketpair_seqpacket(int fds[2]);
