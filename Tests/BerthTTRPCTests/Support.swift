@@ -1,0 +1,97 @@
+import BerthTTRPC
+import Foundation
+import Glibc
+
+/// A fresh temporary directory, removed by `cleanup()`.
+final class TempDir: @unchecked Sendable {
+    let path: String
+
+    init(_ prefix: String = "ttrpc") throws {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { buffer in
+            buffer.baseAddress.flatMap { mkdtemp($0) }.map { String(cString: $0) }
+        }
+        guard let made else { throw TTRPCError(.internal, "mkdtemp failed: \(errno)") }
+        path = made
+    }
+
+    func file(_ name: String) -> String { "\(path)/\(name)" }
+    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// A raw connection for sending hand-made frames (bad stream ids, oversized lengths) to a server.
+final class RawConnection {
+    let fd: Int32
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.enumerated() { raw[index] = byte }
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0 else { throw TTRPCError(.unavailable, "connect \(path): \(errno)") }
+    }
+
+    deinit { close(fd) }
+
+    func write(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    /// Sends a frame header declaring `length` bytes, then `data`.
+    func sendFrame(streamID: UInt32, type: UInt8, flags: UInt8 = 0, length: Int? = nil, data: [UInt8]) {
+        var frame: [UInt8] = []
+        TTRPCFrame.Header(length: UInt32(length ?? data.count), streamID: streamID, type: type, flags: flags)
+            .encode(into: &frame)
+        write(frame + data)
+    }
+
+    func readExactly(_ count: Int) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = buffer[done...].withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return nil }
+            done += n
+        }
+        return buffer
+    }
+
+    /// Reads one frame.
+    func readFrame() -> (TTRPCFrame.Header, [UInt8])? {
+        guard let head = readExactly(TTRPCFrame.headerLength) else { return nil }
+        let header = TTRPCFrame.Header(decoding: head)
+        guard let data = readExactly(Int(header.length)) else { return nil }
+        return (header, data)
+    }
+}
+
+/// Waits (polling, bounded) until `condition` holds; the bound only keeps a broken test from hanging.
+func eventually(_ limit: Double = 20, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(limit)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(10_000)
+    }
+    return condition()
+}
+
+/// Thread-safe box for values tests collect from handlers.
+final class Box<T>: @unchecked Sendable {
+    private var value: T
+    private let lock = NSLock()
+    init(_ value: T) { self.value = value }
+    var get: T { lock.withLock { value } }
+    func update(_ body: (inout T) -> Void) { lock.withLock { body(&value) } }
+}
