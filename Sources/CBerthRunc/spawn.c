@@ -207,7 +207,10 @@ static int stage2(void *arg) {
     struct brc_msg msg;
     int r;
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    /* Not dumpable (our /proc files owned by root) from the start, except while an unprivileged parent still
+     * has to write our uid_map/gid_map/setgroups (as runc's nsexec does): then only after GO. */
+    int late_nodump = p->userns && !p->no_go;
+    if (!late_nodump) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     /* The program starts with default signal handling and nothing blocked, whatever berth-runc inherited. */
     for (int sig = 1; sig < _NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
@@ -219,6 +222,7 @@ static int stage2(void *arg) {
         close(p->cgroup_tasks_fds[i]);
     }
     if (!p->no_go && (brc_recv_msg(s, &msg) < 0 || msg.type != BRC_MSG_GO)) _exit(1);
+    if (late_nodump) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (p->userns) {
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) fail(s, errno, "setresuid(0) in user namespace");
     }

@@ -58,8 +58,23 @@ struct Lifecycle {
         }
         var cgroups: Cgroups?
         do {
-            let cg = Cgroups.resolve(cgroupsPath: spec.linux?.cgroupsPath, id: id)
+            var cg = Cgroups.resolve(cgroupsPath: spec.linux?.cgroupsPath, id: id)
             cgroups = cg
+            if geteuid() != 0 {
+                // Rootless (as runc): without write access to the hierarchies the container runs without cgroups,
+                // unless limits were asked for.
+                do { try cg.create() } catch {
+                    cg.destroy()
+                    let r = spec.linux?.resources
+                    if r?.memory != nil || r?.cpu != nil || r?.pids != nil || r?.blockIO != nil
+                        || !(r?.hugepageLimits ?? []).isEmpty || r?.unified != nil
+                    {
+                        throw RuncError("rootless container: cannot set cgroup limits without write access to the cgroups (\(error))")
+                    }
+                    cg = Cgroups(paths: [:])
+                    cgroups = cg
+                }
+            }
             return try createIn(dir: dir, id: id, spec: spec, process: process, bundle: bundle, rootfs: rootfs,
                                 cgroups: cg, o)
         } catch {

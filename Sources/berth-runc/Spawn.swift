@@ -160,6 +160,11 @@ struct Spawner {
 
     private func setUp(pid: Int32, v2Pending: Bool) throws {
         if !uidMappings.isEmpty || !gidMappings.isEmpty {
+            // Unprivileged: the kernel accepts a gid_map only after setgroups(2) is denied in the namespace.
+            if geteuid() != 0 {
+                let e = writeFile("/proc/\(pid)/setgroups", "deny")
+                if e != 0 { throw RuncError.sys("write setgroups", e) }
+            }
             for (file, maps) in [("uid_map", uidMappings), ("gid_map", gidMappings)] {
                 let text = maps.map { "\($0.containerID) \($0.hostID) \($0.size)" }.joined(separator: "\n") + "\n"
                 let e = writeFile("/proc/\(pid)/\(file)", text)

@@ -244,3 +244,79 @@ struct FeatureTests {
         }
     }
 }
+
+/// Rootless: both runtimes started by an unprivileged user (created here if missing) with runc's
+/// `spec --rootless` (user namespace mapping only that user, no network namespace, /sys bind-mounted, no cgroups).
+@Suite(.serialized)
+struct RootlessTests {
+    static let user = "berthrl"
+
+    func ensureUser() throws -> (uid: UInt32, gid: UInt32) {
+        if getpwnam(Self.user) == nil {
+            let r = try execute("/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", Self.user])
+            guard r.status == 0 else { throw TestError("useradd: \(r.stderr)") }
+        }
+        guard let pw = getpwnam(Self.user) else { throw TestError("no user \(Self.user)") }
+        return (pw.pointee.pw_uid, pw.pointee.pw_gid)
+    }
+
+    func asUser(_ args: [String]) throws -> CommandResult {
+        try execute("/usr/sbin/runuser", ["-u", Self.user, "--"] + args)
+    }
+
+    @Test func rootlessRunAndExecLikeRunc() throws {
+        let (uid, gid) = try ensureUser()
+        let dir = "/tmp/brt-rl-\(UUID().uuidString.prefix(8).lowercased())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for sub in ["bundle/rootfs/bin", "bundle/rootfs/proc", "bundle/rootfs/dev", "bundle/rootfs/sys", "bundle/rootfs/tmp"] {
+            try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
+        }
+        guard let bb = FileManager.default.contents(atPath: busybox) else { throw TestError("no busybox") }
+        try writeCloexec(dir + "/bundle/rootfs/bin/busybox", bb, mode: 0o755)
+        for a in ["sh", "id", "cat", "hostname", "sleep", "head"] {
+            try FileManager.default.createSymbolicLink(atPath: dir + "/bundle/rootfs/bin/" + a, withDestinationPath: "busybox")
+        }
+        #expect(chown(dir, uid, gid) == 0 && chown(dir + "/bundle", uid, gid) == 0)
+        let spec = try asUser([runcPath, "spec", "--rootless", "--bundle", dir + "/bundle"])
+        #expect(spec.status == 0, "\(spec.stderr)")
+        let configPath = dir + "/bundle/config.json"
+        guard let data = FileManager.default.contents(atPath: configPath),
+              var config = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              var process = config["process"] as? [String: Any]
+        else { throw TestError("no rootless config.json") }
+        process["terminal"] = false
+        process["args"] = ["sh", "-c", "id; cat /proc/self/uid_map /proc/self/gid_map; hostname; head -1 /proc/self/cgroup"]
+        config["process"] = process
+        try writeCloexec(configPath, try JSONSerialization.data(withJSONObject: config))
+        var outs: [String] = []
+        for (name, bin) in [("runc", runcPath), ("berth", berthRuncPath)] {
+            let root = dir + "/root-" + name
+            let r = try asUser([bin, "--root", root, "run", "--bundle", dir + "/bundle", "rl"])
+            #expect(r.status == 0, "\(name): \(r.stderr)")
+            outs.append(r.stdout)
+        }
+        #expect(outs[1].hasPrefix("uid=0 gid=0 groups=0\n         0        \(uid)          1\n"), "\(outs[1])")
+        #expect(outs[0] == outs[1])
+        // The lifecycle as that user: detached run, exec, state, kill, delete.
+        process["args"] = ["sleep", "60"]
+        config["process"] = process
+        try writeCloexec(configPath, try JSONSerialization.data(withJSONObject: config))
+        for (name, bin) in [("runc", runcPath), ("berth", berthRuncPath)] {
+            let root = dir + "/root-" + name
+            defer { _ = try? asUser([bin, "--root", root, "delete", "--force", "rl2"]) }
+            let d = try asUser([bin, "--root", root, "run", "-d", "--bundle", dir + "/bundle", "rl2"])
+            #expect(d.status == 0, "\(name): \(d.stderr)")
+            let e = try asUser([bin, "--root", root, "exec", "rl2", "id", "-u"])
+            #expect(e.status == 0 && e.stdout == "0\n", "\(name): \(e.stderr)")
+            #expect(try asUser([bin, "--root", root, "state", "rl2"]).stdout.contains("\"running\""), "\(name)")
+            #expect(try asUser([bin, "--root", root, "kill", "rl2", "KILL"]).status == 0, "\(name)")
+            var stopped = false
+            for _ in 0..<200 where !stopped {
+                stopped = try asUser([bin, "--root", root, "state", "rl2"]).stdout.contains("\"stopped\"")
+                if !stopped { usleep(10_000) }
+            }
+            #expect(stopped, "\(name)")
+            #expect(try asUser([bin, "--root", root, "delete", "rl2"]).status == 0, "\(name)")
+        }
+    }
+}
