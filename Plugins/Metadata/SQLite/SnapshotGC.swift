@@ -150,6 +150,8 @@ enum SnapshotGC {
                 if let parent = parentOf[key] { children[parent, default: 1] -= 1 }
             }
         }
+        // As containerd after a snapshotter's collection: let it free what removals left (async removal).
+        if removed > 0 { try? await backend.cleanup() }
         return removed
     }
 }
