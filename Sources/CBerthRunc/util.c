@@ -14,6 +14,8 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -151,6 +153,10 @@ int brc_ensure_sealed_exe(char *const argv[], char *const envp[]) {
     if (self < 0) return -errno;
     int seals = fcntl(self, F_GET_SEALS);
     if (seals >= 0 && (seals & F_SEAL_WRITE)) { close(self); return 0; }
+    /* On a read-only mount the binary cannot be reopened for writing through /proc/<pid>/exe either (EROFS,
+     * and a container cannot remount a mount of another namespace): no copy needed, saving ~20 MB of copying. */
+    struct statfs sfs;
+    if (fstatfs(self, &sfs) == 0 && (sfs.f_flags & ST_RDONLY)) { close(self); return 0; }
     struct stat st;
     if (fstat(self, &st) < 0) { int e = -errno; close(self); return e; }
     int mfd = brc_memfd("berth-runc");

@@ -66,12 +66,12 @@ enum Info {
             "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
             "mountOptions": [\((Linux.mountFlags.keys.sorted() + Linux.propagation.keys.sorted() + ["tmpcopyup"]).map { "\"\($0)\"" }.joined(separator: ", "))],
             "linux": {
-                "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+                "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
                 "capabilities": [\(Linux.capabilities.map { "\"\($0)\"" }.joined(separator: ", "))],
-                "cgroup": {"v1": true, "v2": false, "systemd": false, "systemdUser": false},
+                "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
                 "seccomp": {
                     "enabled": true,
-                    "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                    "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
                     "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
                     "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
                     "knownFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],

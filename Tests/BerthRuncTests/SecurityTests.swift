@@ -80,6 +80,30 @@ struct SecurityTests {
         }
     }
 
+    /// The same attack against a binary on a read-only mount: no memfd copy is made there (EROFS protects it).
+    @Test func runtimeOnReadOnlyMountIsNotCopiedNorWritable() throws {
+        try withBundle(["sh", "-c", "echo pwned >> /proc/$PPID/exe && echo wrote; readlink /proc/$PPID/exe"]) { b in
+            var linux = b.linux
+            linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter { ($0["type"] as? String) != "pid" }
+            linux["maskedPaths"] = []
+            b.linux = linux
+            let all = ["CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE", "CAP_SYS_ADMIN", "CAP_FOWNER", "CAP_KILL"]
+            b.process["capabilities"] = ["bounding": all, "effective": all, "permitted": all]
+            let ro = b.dir + "/ro-berth-runc"
+            try writeCloexec(ro, "", mode: 0o755)
+            #expect(try execute("/bin/mount", ["--bind", berthRuncPath, ro]).status == 0)
+            defer { _ = try? execute("/bin/umount", [ro]) }
+            #expect(try execute("/bin/mount", ["-o", "remount,bind,ro", ro]).status == 0)
+            let before = try Data(contentsOf: URL(fileURLWithPath: berthRuncPath))
+            let roRuntime = Runtime(path: ro, root: b.berth.root)
+            let o = try b.run(roRuntime)
+            #expect(o.status == 0, "\(o.stderr)")
+            #expect(!o.stdout.contains("wrote"), "berth-runc binary was writable: \(o.stdout)")
+            #expect(o.stdout.contains(ro) && !o.stdout.contains("memfd:"), "\(o.stdout)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: berthRuncPath)) == before)
+        }
+    }
+
     /// CVE-2023-25173 class: additionalGids become the supplementary groups, with no inherited host groups.
     @Test func supplementaryGroupsAreSet() throws {
         try withBundle(["sh", "-c", "grep ^Groups /proc/self/status"]) { b in
