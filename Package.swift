@@ -21,7 +21,9 @@ let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
     ("BerthExamplePlugin", "Plugins/Examples/Greeter", []),
     ("BerthContentPlugin", "Plugins/Content/Local", [.product(name: "Crypto", package: "swift-crypto")]),
     ("BerthGCPlugin", "Plugins/GC/Scheduler", []),
-    ("BerthContentService", "Plugins/Services/Content", ["BerthGRPC", "BerthAPI"]),
+    ("BerthContentService", "Plugins/Services/Content", [
+        "BerthGRPC", "BerthAPI", .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+    ]),
     ("BerthImagesService", "Plugins/Services/Images", ["BerthGRPC", "BerthAPI"]),
     ("BerthLeasesService", "Plugins/Services/Leases", ["BerthGRPC", "BerthAPI"]),
     ("BerthSnapshotsService", "Plugins/Services/Snapshots", ["BerthGRPC", "BerthAPI"]),

@@ -8,6 +8,9 @@ Figures, issue Backbone:
 Figures, issue Content:
   ingest 1 GiB  `ctr content ingest` of a 1 GiB random file
   ls 10k        `ctr content ls` with 10,000 blobs in the namespace
+  List 10k      the same listing as a raw List call (server time plus grpcio's receive)
+  ctr floor     `ctr content ls` against a canned server replaying containerd's recorded List answer: what ctr
+                itself spends (start-up, decoding, printing), which no daemon can remove
 The client is Python grpcio sending raw bytes (and Debian's ctr), so neither daemon gets a client of its own.
 """
 import argparse, os, shutil, signal, statistics, subprocess, tempfile, time
@@ -16,6 +19,7 @@ import grpc
 
 VERSION = "/containerd.services.version.v1.Version/Version"
 WRITE = "/containerd.services.content.v1.Content/Write"
+LIST = "/containerd.services.content.v1.Content/List"
 NS = (("containerd-namespace", "default"),)
 
 
@@ -105,6 +109,13 @@ class Daemon:
             for _ in write(iter([commit_request(f"b{i}", data, {"containerd.io/gc.root": "bench"})]), metadata=NS):
                 pass
 
+    def list_raw(self):
+        """One raw List call; returns (seconds, the response messages as bytes)."""
+        call = self.channel.unary_stream(LIST, request_serializer=None, response_deserializer=None)
+        t0 = time.perf_counter()
+        messages = list(call(b"", metadata=NS))
+        return time.perf_counter() - t0, messages
+
     def ctr(self, *args, stdin=None):
         t0 = time.perf_counter()
         subprocess.run(["ctr", "--address", self.socket, *args], check=True, stdin=stdin, stdout=subprocess.DEVNULL)
@@ -152,11 +163,46 @@ def content(berth, ctrd, rounds):
         d.start()
         d.put_blobs(10_000)
         d.ctr("content", "ls")  # warm
-        d.stats_ls = [d.ctr("content", "ls") for _ in range(5)]
+        d.list_raw()
+    recorded = None
     for d in (berth, ctrd):
-        results[d.name]["ls"] = d.stats_ls
+        results[d.name]["ls"], results[d.name]["list"] = [], []
+    for r in range(10):  # alternate the listings too
+        for d in ((berth, ctrd) if r % 2 == 0 else (ctrd, berth)):
+            results[d.name]["ls"].append(d.ctr("content", "ls"))
+            seconds, messages = d.list_raw()
+            results[d.name]["list"].append(seconds)
+            if d is ctrd:
+                recorded = messages
+    for d in (berth, ctrd):
         d.stop()
-    return results, [("ctr content ingest 1 GiB (s)", "ingest", 1), ("ctr content ls, 10k blobs (ms)", "ls", 1000)]
+    floor = ctr_floor(recorded)
+    print(f"ctr floor (canned List answer of containerd, 10k blobs): {statistics.median(floor)*1000:.1f} ms")
+    return results, [("ctr content ingest 1 GiB (s)", "ingest", 1), ("ctr content ls, 10k blobs (ms)", "ls", 1000),
+                     ("raw List, 10k blobs (ms)", "list", 1000)]
+
+
+def ctr_floor(messages, runs=10):
+    """Times `ctr content ls` against a grpcio server that replays `messages` for List: ctr's own share."""
+    from concurrent import futures
+    d = tempfile.mkdtemp(prefix="bench-canned-", dir="/tmp")
+    sock = os.path.join(d, "canned.sock")
+    handler = grpc.method_handlers_generic_handler("containerd.services.content.v1.Content", {
+        "List": grpc.unary_stream_rpc_method_handler(
+            lambda req, ctx: iter(messages), request_deserializer=None, response_serializer=None)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
+    server.add_insecure_port(f"unix://{sock}")
+    server.start()
+    try:
+        out = []
+        for _ in range(runs + 1):
+            t0 = time.perf_counter()
+            subprocess.run(["ctr", "--address", sock, "content", "ls"], check=True, stdout=subprocess.DEVNULL)
+            out.append(time.perf_counter() - t0)
+        return out[1:]
+    finally:
+        server.stop(None)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def main():

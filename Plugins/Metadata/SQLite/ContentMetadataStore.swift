@@ -62,22 +62,29 @@ public struct ContentView: ContentMetadata {
     public func list(_ filter: Filter) async throws(BerthError) -> [ContentInfo] {
         let namespace = try RequestContext.requireNamespace()
         let all = try await store.read { db in
-            var labels: [String: [String: String]] = [:]
-            let labelRows = try Row.fetchCursor(
-                db, sql: "SELECT digest, key, value FROM content_labels WHERE namespace = ?", arguments: [namespace])
-            while let row = try labelRows.next() {
-                labels[row[0], default: [:]][row[1]] = row[2] as String
-            }
+            // One ordered pass over content joined with its labels: a blob's label rows arrive together.
             var infos: [ContentInfo] = []
+            var currentText = ""
             let rows = try Row.fetchCursor(
-                db, sql: "SELECT digest, size, created_at, updated_at FROM content WHERE namespace = ? ORDER BY digest",
+                db,
+                sql: """
+                    SELECT c.digest, c.size, c.created_at, c.updated_at, l.key, l.value FROM content c
+                    LEFT JOIN content_labels l ON l.namespace = c.namespace AND l.digest = c.digest
+                    WHERE c.namespace = ? ORDER BY c.digest
+                    """,
                 arguments: [namespace])
             while let row = try rows.next() {
                 let text: String = row[0]
-                guard let digest = try? Digest(parsing: text) else { continue }
-                infos.append(ContentInfo(
-                    digest: digest, size: row[1], createdAt: Date(timeIntervalSince1970: row[2]),
-                    updatedAt: Date(timeIntervalSince1970: row[3]), labels: labels[text] ?? [:]))
+                if text != currentText || infos.isEmpty {
+                    guard let digest = try? Digest(parsing: text) else { continue }
+                    currentText = text
+                    infos.append(ContentInfo(
+                        digest: digest, size: row[1], createdAt: Date(timeIntervalSince1970: row[2]),
+                        updatedAt: Date(timeIntervalSince1970: row[3])))
+                }
+                if let key = row[4] as String? {
+                    infos[infos.count - 1].labels[key] = row[5] as String
+                }
             }
             return infos
         }

@@ -3,15 +3,38 @@ import BerthCore
 import BerthGRPC
 import Foundation
 import GRPCCore
+import GRPCProtobuf
 import SwiftProtobuf
 
 public let registration = Registration(
     type: .grpc, id: "content", requires: [.type(.metadata), .type(.event)],
     summary: "containerd.services.content.v1.Content: blobs by digest, resumable writes, labels."
 ) { ic in
-    SingleService(ContentService(
+    SingleService(ContentRPC(service: ContentService(
         store: try ic.single(.metadata, as: (any MetadataProvider).self).content,
-        events: EventPublisher(exchange: try ic.single(.event, as: (any EventExchange).self), logger: ic.logger)))
+        events: EventPublisher(exchange: try ic.single(.event, as: (any EventExchange).self), logger: ic.logger))))
+}
+
+/// The Content service as registered: the generated methods, with List replaced by one that streams batches
+/// encoded by `ListEncoding` (same bytes on the wire, without a message object per blob).
+struct ContentRPC: RegistrableRPCService {
+    let service: ContentService
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        service.registerMethods(with: &router)
+        let service = self.service
+        router.registerHandler(
+            forMethod: API.Method.List.descriptor,
+            deserializer: ProtobufDeserializer<Containerd_Services_Content_V1_ListContentRequest>(),
+            serializer: EncodedListSerializer(),
+            handler: { request, context in
+                let request = try await ServerRequest(stream: request)
+                return StreamingServerResponse { writer in
+                    for batch in try await service.encodedList(request.message) { try await writer.write(batch) }
+                    return [:]
+                }
+            })
+    }
 }
 
 typealias API = Containerd_Services_Content_V1_Content
@@ -73,6 +96,16 @@ struct ContentService: API.SimpleServiceProtocol {
             var batch = Containerd_Services_Content_V1_ListContentResponse()
             batch.info = infos[start..<min(start + Self.listBatch, infos.count)].map(Self.message)
             try await response.write(batch)
+        }
+    }
+
+    /// What `ContentRPC` sends for List: the same batches as `list`, already encoded.
+    func encodedList(_ request: Containerd_Services_Content_V1_ListContentRequest) async throws
+        -> [EncodedListResponse]
+    {
+        let infos = try await store.list(try Filter.parse(request.filters))
+        return stride(from: 0, to: infos.count, by: Self.listBatch).map { start in
+            ListEncoding.response(infos[start..<min(start + Self.listBatch, infos.count)])
         }
     }
 
