@@ -99,7 +99,7 @@ extension SnapshotterScenario {
             let actual = try await s.walk(filter).map(\.name).sorted()
             try equal(actual, testCase.matches.sorted(), "walk case \(index) \(testCase.filters)")
         }
-        try equal(try await s.walk(.all).count, 10, "unfiltered walk")
+        try equal(try await s.walk(.all).count, 8, "unfiltered walk")
     }
 
     /// Every walked info equals its Stat.

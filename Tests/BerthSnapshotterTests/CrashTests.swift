@@ -43,7 +43,7 @@ struct SnapshotterCrashTests {
             let scratch = try SnapshotScratch("berth-snap-crash-")
             let root = scratch.path + "/root"
             var commits = 0
-            for round in 0..<4 {
+            for round in 0..<6 {
                 commits += try await killRound(backend: backend, root: root, scratch: scratch.path, round: round)
                 try await verify(backend: backend, root: root)
             }

@@ -42,7 +42,7 @@ func readFile(_ path: String) -> String? {
 }
 
 /// Runs a program and returns its standard output (throws on a non-zero exit).
-func run(_ program: String, _ arguments: [String]) throws -> String {
+func runTool(_ program: String, _ arguments: [String]) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: program)
     process.arguments = arguments

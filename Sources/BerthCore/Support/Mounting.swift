@@ -160,7 +160,7 @@ public enum Mounting {
 
     /// Rewrites `lowerdir=` relative to the lowerdirs' common parent directory; returns that directory (the
     /// mount must run with it as cwd) and the new data, or nil and the data unchanged when that does not help.
-    static func compactLowerdir(_ data: [String]) -> (String?, [String]) {
+    public static func compactLowerdir(_ data: [String]) -> (String?, [String]) {
         guard let index = data.firstIndex(where: { $0.hasPrefix("lowerdir=") }) else { return (nil, data) }
         let dirs = data[index].dropFirst("lowerdir=".count).split(separator: ":").map(String.init)
         guard dirs.count > 1, let shortest = dirs.min(), let longest = dirs.max() else { return (nil, data) }
