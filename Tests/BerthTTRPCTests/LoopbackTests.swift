@@ -252,7 +252,8 @@ struct LoopbackTests {
             server.close()
             let error = await pending.value
             #expect(error?.isConnectionClosed == true || error?.code == .canceled)
-            #expect(eventually { closed.get })
+            let condition1 = await eventually { closed.get }
+            #expect(condition1)
             #expect(client.isClosed)
             do throws(TTRPCError) {
                 _ = try await client.call(service: "test.Echo", method: "Echo", payload: [])
@@ -280,10 +281,12 @@ struct LoopbackTests {
         let client = try TTRPCClient(path: path)
         defer { client.close() }
         let call = Task { try await client.call(service: "s", method: "Slow", payload: [4, 2]) }
-        #expect(eventually { started.get })
+        let condition2 = await eventually { started.get }
+        #expect(condition2)
         await server.shutdown()
         #expect(try await call.value == [4, 2])
-        #expect(eventually { client.isClosed })
+        let condition3 = await eventually { client.isClosed }
+        #expect(condition3)
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 

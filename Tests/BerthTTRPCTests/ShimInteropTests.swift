@@ -125,7 +125,7 @@ struct ShimInteropTests {
         /// Kills whatever is left (only on failure paths), removes runc state, the shim socket and temp files.
         func cleanup() {
             client?.close()
-            if shimAlive && !eventually(10, { !shimAlive }) { kill(shimPid, SIGKILL) }
+            if shimAlive && !eventuallyBlocking(10, { !shimAlive }) { kill(shimPid, SIGKILL) }
             _ = try? Self.run("/usr/sbin/runc", ["--root", "/run/containerd/runc/\(namespace)", "delete", "--force", id])
             if shimAddress.hasPrefix("unix://") { unlink(String(shimAddress.dropFirst("unix://".count))) }
             rmdir("/run/containerd/runc/\(namespace)")
@@ -174,8 +174,10 @@ struct ShimInteropTests {
         #expect(methodError == TTRPCError(.unimplemented, "method NoSuchMethod"))
 
         try await session.shutdown()
-        #expect(eventually { !session.shimAlive }, "shim \(session.shimPid) still running after Shutdown")
-        #expect(eventually { session.client?.isClosed == true })
+        let condition1 = await eventually { !session.shimAlive }
+        #expect(condition1, "shim \(session.shimPid) still running after Shutdown")
+        let condition2 = await eventually { session.client?.isClosed == true }
+        #expect(condition2)
     }
 
     @Test(.enabled(if: available)) func createStartWaitDeleteWithEvents() async throws {
@@ -228,13 +230,15 @@ struct ShimInteropTests {
 
         // The shim published create, start, exit and delete to our ttrpc server, with the namespace header.
         let expected = ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
-        #expect(eventually { Set(session.events.get.map(\.topic)).isSuperset(of: expected) }, "\(session.events.get)")
+        let condition3 = await eventually { Set(session.events.get.map(\.topic)).isSuperset(of: expected) }
+        #expect(condition3, "\(session.events.get)")
         let events = session.events.get
         #expect(events.map(\.topic).filter(expected.contains) == expected)
         #expect(events.allSatisfy { $0.namespace == session.namespace && $0.header == session.namespace })
 
         try await session.shutdown()
-        #expect(eventually { !session.shimAlive }, "shim \(session.shimPid) still running; log: \(session.shimLog.get)")
+        let condition4 = await eventually { !session.shimAlive }
+        #expect(condition4, "shim \(session.shimPid) still running; log: \(session.shimLog.get)")
         let runcState = try ShimSession.run(
             "/usr/sbin/runc", ["--root", "/run/containerd/runc/\(session.namespace)", "state", session.id])
         #expect(runcState.status != 0, "runc still knows the container: \(runcState.output)")

@@ -78,7 +78,18 @@ final class RawConnection {
 }
 
 /// Waits (polling, bounded) until `condition` holds; the bound only keeps a broken test from hanging.
-func eventually(_ limit: Double = 20, _ condition: () -> Bool) -> Bool {
+/// Async, so that waiting does not block one of the few threads of the concurrency pool.
+func eventually(_ limit: Double = 20, _ condition: () -> Bool) async -> Bool {
+    let deadline = Date().addingTimeInterval(limit)
+    while Date() < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return condition()
+}
+
+/// The same for synchronous code (clean-up in `defer`).
+func eventuallyBlocking(_ limit: Double = 20, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(limit)
     while Date() < deadline {
         if condition() { return true }
