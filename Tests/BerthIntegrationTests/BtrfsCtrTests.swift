@@ -30,7 +30,17 @@ import Testing
         }
 
         func tearDown() {
-            let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+            // read(2) to the end: Foundation stops after the first 4 KiB of a /proc file.
+            var bytes: [UInt8] = []
+            let fd = open("/proc/self/mountinfo", O_RDONLY)
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while fd >= 0 {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n <= 0 { break }
+                bytes += buffer[0..<n]
+            }
+            if fd >= 0 { close(fd) }
+            let mountinfo = String(decoding: bytes, as: UTF8.self)
             let points = mountinfo.split(separator: "\n").compactMap { line -> String? in
                 let fields = line.split(separator: " ")
                 guard fields.count > 4 else { return nil }

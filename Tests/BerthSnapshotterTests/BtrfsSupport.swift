@@ -1,4 +1,5 @@
 import BerthCore
+@testable import BerthBtrfsSnapshotter
 import Foundation
 #if canImport(Glibc)
     import Glibc
@@ -71,7 +72,7 @@ final class LoopBtrfs: @unchecked Sendable {
 
 /// Mount points at or below `prefix`, in mount order.
 func mountsBelow(_ prefix: String) -> [String] {
-    guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+    guard let text = try? readProcFile("/proc/self/mountinfo") else { return [] }
     return text.split(separator: "\n").compactMap { line -> String? in
         let fields = line.split(separator: " ")
         guard fields.count > 4 else { return nil }
@@ -82,7 +83,7 @@ func mountsBelow(_ prefix: String) -> [String] {
 
 /// The source (device) of the mount at `mountPoint`.
 func mountSource(_ mountPoint: String) throws -> String {
-    let text = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+    let text = try readProcFile("/proc/self/mountinfo")
     for line in text.split(separator: "\n") {
         let fields = line.split(separator: " ")
         guard fields.count > 4, fields[4] == mountPoint, let dash = fields.firstIndex(of: "-"), dash + 2 < fields.count

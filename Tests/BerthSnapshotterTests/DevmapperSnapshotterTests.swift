@@ -77,6 +77,7 @@ import Testing
             #expect(try await s.usage("b") == SnapshotUsage(size: 100 * 512))
             let view = try await s.view("v", parent: "base", labels: [:])
             #expect(view == [Mount(type: "ext4", source: "/dev/mapper/pool-snap-3", options: ["ro"])])
+            #expect(try await s.usage("v") == SnapshotUsage())
             await btrfsExpectCode(.failedPrecondition) { try await s.remove("base") }
             await btrfsExpectCode(.failedPrecondition) { try await s.mounts("base") }
             await btrfsExpectCode(.failedPrecondition) { try await s.commit("x", key: "base", labels: [:]) }

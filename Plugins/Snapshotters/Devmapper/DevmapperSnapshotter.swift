@@ -54,13 +54,15 @@ public final class DevmapperSnapshotter: Snapshotter, Closable {
         try await store.write { tx throws(BerthError) in try tx.updateInfo(info, paths: paths) }
     }
 
-    /// Bytes mapped by the snapshot's device minus its parent's (thin devices share the parent's blocks).
+    /// Bytes mapped by the snapshot's device minus its parent's (thin devices share the parent's blocks); the
+    /// committed value for committed snapshots, measured now for active ones.
     public func usage(_ key: String) async throws(BerthError) -> SnapshotUsage {
         try await store.read { tx throws(BerthError) in
             let (id, info, stored) = try tx.getInfo(key)
             var usage = stored
             if info.kind == .active { usage.size = try self.pool.usage(self.deviceName(id)) }
-            if !info.parent.isEmpty { usage.size -= try tx.getInfo(info.parent).usage.size }
+            // A view owns nothing (containerd would report minus its parent's size here).
+            if info.kind != .view && !info.parent.isEmpty { usage.size -= try tx.getInfo(info.parent).usage.size }
             return usage
         }
     }
