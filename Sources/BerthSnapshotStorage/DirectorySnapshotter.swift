@@ -43,10 +43,22 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
             throw .internalError("mkdir \(root)/snapshots: \(FileSystem.errnoMessage())")
         }
         store = try SnapshotMetaStore(path: root + "/metadata.db")
+        try Self.recoverInterruptedRemovals(root + "/snapshots", store)
         let (stream, continuation) = AsyncStream<String>.makeStream()
         removals = continuation
         remover = Task.detached {
             for await path in stream { try? SnapshotFiles.removeTree(path) }
+        }
+    }
+
+    /// A crash between Remove's rename to `rm-<id>` and its commit leaves a recorded id without its directory:
+    /// rename such directories back.
+    static func recoverInterruptedRemovals(_ snapshots: String, _ store: SnapshotMetaStore) throws(BerthError) {
+        let ids = try store.readNow { tx throws(BerthError) in try tx.idMap() }
+        for name in try SnapshotFiles.entries(snapshots) where name.hasPrefix("rm-") {
+            let id = String(name.dropFirst(3))
+            let path = snapshots + "/" + id
+            if ids[id] != nil && !FileSystem.exists(path) { _ = rename(snapshots + "/" + name, path) }
         }
     }
 
@@ -115,6 +127,9 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
                 let snapshot = try tx.createSnapshot(kind: kind, key: key, parent: parent, labels: labels)
                 try backend.populate(temporary, snapshot: snapshot, snapshotDirectory: self.snapshotDirectory)
                 let path = self.snapshotDirectory(snapshot.id)
+                // The id is new in this transaction, so a directory by its name is a leftover of a transaction
+                // a crash rolled back (SQLite then hands out the same id again): it belongs to no snapshot.
+                if FileSystem.exists(path) { try SnapshotFiles.removeTree(path) }
                 guard rename(temporary, path) == 0 else {
                     throw .internalError("rename \(temporary) to \(path): \(FileSystem.errnoMessage())")
                 }

@@ -60,6 +60,17 @@ public final class SnapshotMetaStore: Sendable {
         }
     }
 
+    /// `read` for synchronous callers (start-up recovery); blocks the calling thread.
+    public func readNow<T>(_ body: (SnapshotTransaction) throws(BerthError) -> T) throws(BerthError) -> T {
+        do {
+            return try pool.read { db in try body(SnapshotTransaction(db: db)) }
+        } catch let error as BerthError {
+            throw error
+        } catch {
+            throw .internalError("snapshot metadata: \(error)")
+        }
+    }
+
     /// Runs `body` on a read-only snapshot of the database.
     public func read<T: Sendable>(_ body: @escaping @Sendable (SnapshotTransaction) throws(BerthError) -> T)
         async throws(BerthError) -> T

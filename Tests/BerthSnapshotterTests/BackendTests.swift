@@ -79,6 +79,35 @@ struct BackendTests {
         await s.close()
     }
 
+    /// A crash can roll back a creation after its directory was renamed to the id (SQLite then reuses the id),
+    /// or a removal after its rename to `rm-<id>`: both are repaired.
+    @Test(arguments: ["overlayfs", "native"])
+    func rolledBackCreationsAndRemovalsAreRepaired(_ backend: String) async throws {
+        let scratch = try SnapshotScratch()
+        let root = scratch.path + "/root"
+        let open = { () throws -> DirectorySnapshotter in
+            backend == "native" ? try NativeSnapshotter.open(root: root) : try OverlaySnapshotter.open(root: root)
+        }
+        var s = try open()
+        let a = try await s.prepare("a", parent: "", labels: [:])
+        let id = try await s.store.read { tx throws(BerthError) in try tx.getInfo("a").id }
+        let next = String((Int(id) ?? 0) + 1)
+        try FileSystem.makeDirectories(root + "/snapshots/\(next)/stale")
+        _ = try await s.prepare("b", parent: "", labels: [:])
+        #expect(try await s.store.read { tx throws(BerthError) in try tx.getInfo("b").id } == next)
+        #expect(!FileSystem.exists(root + "/snapshots/\(next)/stale"))
+        try writeFile(Self.writable(a) + "/kept", "yes")
+        await s.close()
+        #expect(rename(root + "/snapshots/\(id)", root + "/snapshots/rm-\(id)") == 0)
+        s = try open()
+        #expect(readFile(Self.writable(try await s.mounts("a")) + "/kept") == "yes")
+        await s.close()
+    }
+
+    static func writable(_ mounts: [Mount]) -> String {
+        mounts.first?.options.first { $0.hasPrefix("upperdir=") }.map { String($0.dropFirst(9)) } ?? mounts.first?.source ?? ""
+    }
+
     @Test func syncRemoveDeletesBeforeReturning() async throws {
         let scratch = try SnapshotScratch()
         var config = OverlayConfig()

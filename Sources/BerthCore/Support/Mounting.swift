@@ -261,12 +261,12 @@ public enum GNULibc {
     public typealias CopyFileRangeFunction =
         @convention(c) (Int32, UnsafeMutablePointer<Int64>?, Int32, UnsafeMutablePointer<Int64>?, Int, UInt32) -> Int
 
-    nonisolated(unsafe) public static let unshare = resolve("unshare", as: UnshareFunction.self)
-    nonisolated(unsafe) public static let statfs = resolve("statfs", as: StatfsFunction.self)
-    nonisolated(unsafe) public static let llistxattr = resolve("llistxattr", as: ListXattrFunction.self)
-    nonisolated(unsafe) public static let lgetxattr = resolve("lgetxattr", as: GetXattrFunction.self)
-    nonisolated(unsafe) public static let lsetxattr = resolve("lsetxattr", as: SetXattrFunction.self)
-    nonisolated(unsafe) public static let copyFileRange = resolve("copy_file_range", as: CopyFileRangeFunction.self)
+    public static let unshare = resolve("unshare", as: UnshareFunction.self)
+    public static let statfs = resolve("statfs", as: StatfsFunction.self)
+    public static let llistxattr = resolve("llistxattr", as: ListXattrFunction.self)
+    public static let lgetxattr = resolve("lgetxattr", as: GetXattrFunction.self)
+    public static let lsetxattr = resolve("lsetxattr", as: SetXattrFunction.self)
+    public static let copyFileRange = resolve("copy_file_range", as: CopyFileRangeFunction.self)
 
     /// The file-system magic of the file system holding `path` (`statfs.f_type`), or nil with errno set.
     public static func fileSystemType(_ path: String) -> Int? {
