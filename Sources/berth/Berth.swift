@@ -17,6 +17,7 @@ struct Berth: AsyncParsableCommand {
         abstract: "Command-line client for berthd (and any daemon serving containerd's API).",
         subcommands: [
             VersionCommand.self, Plugins.self, Namespaces.self, Events.self, Content.self, Leases.self, Images.self,
+            Snapshots.self,
         ])
 }
 
