@@ -45,8 +45,10 @@ import Testing
             #expect(prepared.contains("dmsetup message pool 0 create_thin 1"))
             #expect(prepared.contains("dmsetup create pool-snap-1 --table 0 20971520 thin /dev/mapper/pool 1"))
             #expect(prepared.contains("mkfs.ext4 -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 /dev/mapper/pool-snap-1"))
-            #expect(prepared.firstIndex(of: "dmsetup message pool 0 create_thin 1")!
-                < prepared.firstIndex(of: "dmsetup create pool-snap-1 --table 0 20971520 thin /dev/mapper/pool 1")!)
+            let created = try #require(prepared.firstIndex(of: "dmsetup message pool 0 create_thin 1"))
+            let activated = try #require(
+                prepared.firstIndex(of: "dmsetup create pool-snap-1 --table 0 20971520 thin /dev/mapper/pool 1"))
+            #expect(created < activated)
             // lost+found removal: a temporary mount, then its unmount.
             #expect(prepared.dropLast().last?.hasPrefix("mount -t ext4 /dev/mapper/pool-snap-1 /") == true)
             #expect(prepared.last?.hasPrefix("umount /") == true)
