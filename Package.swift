@@ -30,7 +30,9 @@ let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
     ("BerthOverlaySnapshotter", "Plugins/Snapshotters/Overlay", ["BerthSnapshotStorage"]),
     ("BerthNativeSnapshotter", "Plugins/Snapshotters/Native", ["BerthSnapshotStorage"]),
     ("BerthBtrfsSnapshotter", "Plugins/Snapshotters/Btrfs", ["BerthSnapshotStorage", "CBtrfsUtil"]),
-    ("BerthDevmapperSnapshotter", "Plugins/Snapshotters/Devmapper", ["BerthSnapshotStorage"]),
+    ("BerthDevmapperSnapshotter", "Plugins/Snapshotters/Devmapper", [
+        "BerthSnapshotStorage", .product(name: "GRDB", package: "GRDB.swift"),
+    ]),
 ]
 
 /// The snapshotter plugins, which the snapshotter conformance tests run against.

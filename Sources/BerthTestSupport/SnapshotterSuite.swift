@@ -93,7 +93,7 @@ public struct SnapshotterSuite: Sendable {
 
     /// Mount points at or below `directory`, from /proc/self/mountinfo (field 5), in mount order.
     public static func mountPoints(under directory: String) -> [String] {
-        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        guard let text = try? FileSystem.read("/proc/self/mountinfo") else { return [] }
         return text.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
             guard fields.count > 4 else { return nil }

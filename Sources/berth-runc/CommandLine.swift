@@ -159,9 +159,19 @@ func rfc3339(_ date: Date) -> String {
 }
 
 /// Reads a whole file; nil if it cannot be read.
+/// The whole file, read with read(2) to its end (Foundation stops after 4 KiB of a /proc file such as mountinfo).
 func readFile(_ path: String) -> String? {
-    guard let data = FileManager.default.contents(atPath: path) else { return nil }
-    return String(decoding: data, as: UTF8.self)
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { return n == 0 ? String(decoding: bytes, as: UTF8.self) : nil }
+        bytes.append(contentsOf: buffer[0..<n])
+    }
 }
 
 /// Writes `contents` to `path` (no create), returning errno on failure.

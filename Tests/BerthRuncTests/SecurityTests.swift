@@ -54,7 +54,7 @@ struct SecurityTests {
                 let leaked = (try? FileManager.default.contentsOfDirectory(atPath: outside)) ?? []
                 #expect(leaked.isEmpty, "\(rt) created \(leaked) outside the rootfs")
                 #expect(!FileManager.default.fileExists(atPath: outside + "2"), "\(rt) created a host directory")
-                let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+                let mountinfo = readFile("/proc/self/mountinfo") ?? ""
                 #expect(!mountinfo.contains(outside), "\(rt) mounted outside the rootfs")
             }
             #expect(outputs.count == 2 && outputs[0] == outputs[1])

@@ -72,7 +72,7 @@ final class LoopBtrfs: @unchecked Sendable {
 
 /// Mount points at or below `prefix`, in mount order.
 func mountsBelow(_ prefix: String) -> [String] {
-    guard let text = try? readProcFile("/proc/self/mountinfo") else { return [] }
+    guard let text = try? FileSystem.read("/proc/self/mountinfo") else { return [] }
     return text.split(separator: "\n").compactMap { line -> String? in
         let fields = line.split(separator: " ")
         guard fields.count > 4 else { return nil }
@@ -83,7 +83,7 @@ func mountsBelow(_ prefix: String) -> [String] {
 
 /// The source (device) of the mount at `mountPoint`.
 func mountSource(_ mountPoint: String) throws -> String {
-    let text = try readProcFile("/proc/self/mountinfo")
+    let text = try FileSystem.read("/proc/self/mountinfo")
     for line in text.split(separator: "\n") {
         let fields = line.split(separator: " ")
         guard fields.count > 4, fields[4] == mountPoint, let dash = fields.firstIndex(of: "-"), dash + 2 < fields.count

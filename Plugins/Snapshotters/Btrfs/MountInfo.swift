@@ -18,7 +18,7 @@ struct MountInfo: Sendable, Equatable {
         let real = String(cString: resolved)
         free(resolved)
         let text: String
-        if let mountinfo { text = mountinfo } else { text = try readProcFile("/proc/self/mountinfo") }
+        if let mountinfo { text = mountinfo } else { text = try FileSystem.read("/proc/self/mountinfo") }
         var best: MountInfo?
         for line in text.split(separator: "\n") {
             guard let info = parse(line), contains(info.mountPoint, real) else { continue }
@@ -63,22 +63,4 @@ struct MountInfo: Sendable, Equatable {
     private static func contains(_ mountPoint: String, _ path: String) -> Bool {
         mountPoint == "/" || path == mountPoint || path.hasPrefix(mountPoint + "/")
     }
-}
-
-/// Reads a /proc file to its end with read(2). Foundation's readers stop after the first 4 KiB of a /proc file
-/// (it reports size 0), and mountinfo is usually longer.
-func readProcFile(_ path: String) throws(BerthError) -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw .internalError("open \(path): \(FileSystem.errnoMessage())") }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        guard n >= 0 else { throw .internalError("read \(path): \(FileSystem.errnoMessage())") }
-        if n == 0 { break }
-        bytes.append(contentsOf: buffer[0..<n])
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }

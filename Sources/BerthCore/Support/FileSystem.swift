@@ -20,12 +20,25 @@ public enum FileSystem {
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// The whole file as UTF-8, read with read(2) to its end: Foundation's readers stop after the first 4 KiB of a
+    /// /proc file (which reports size 0), and mountinfo is often longer.
     public static func read(_ path: String) throws(BerthError) -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            if !exists(path) { throw .notFound("\(path): no such file") }
-            throw .internalError("\(path): cannot read")
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw .notFound("\(path): no such file") }
+            throw .internalError("open \(path): \(errnoMessage())")
         }
-        return String(decoding: data, as: UTF8.self)
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw .internalError("read \(path): \(errnoMessage())") }
+            if n == 0 { break }
+            bytes.append(contentsOf: buffer[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Writes all of `bytes` to `fd`, retrying on EINTR; false on any other error (errno is left set).
