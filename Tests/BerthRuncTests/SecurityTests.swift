@@ -54,7 +54,8 @@ struct SecurityTests {
                 let leaked = (try? FileManager.default.contentsOfDirectory(atPath: outside)) ?? []
                 #expect(leaked.isEmpty, "\(rt) created \(leaked) outside the rootfs")
                 #expect(!FileManager.default.fileExists(atPath: outside + "2"), "\(rt) created a host directory")
-                let mountinfo = readFile("/proc/self/mountinfo") ?? ""
+                // readToEnd reads to EOF; contents(atPath:) would stop at 4 KiB of a /proc file.
+                let mountinfo = String(decoding: (try? FileHandle(forReadingAtPath: "/proc/self/mountinfo")?.readToEnd()) ?? Data(), as: UTF8.self)
                 #expect(!mountinfo.contains(outside), "\(rt) mounted outside the rootfs")
             }
             #expect(outputs.count == 2 && outputs[0] == outputs[1])
