@@ -16,10 +16,8 @@ public actor MetadataStore: NamespaceStore, Closable {
     var pendingCommits = 0
     /// The loaded snapshotter backends by name; the metadata plugin namespaces them (`SnapshotsView`).
     let snapshotters: [String: any Snapshotter]
-    /// Backend keys of snapshot operations between their backend call and their database row: GC keeps them.
-    var inflightSnapshots: [String: Int] = [:]
-    /// The next snapshot id (the `<id>` of backend keys); allocated in memory, never below any id in use.
-    var nextSnapshotID: Int64 = 1
+    /// Snapshot ids and in-flight backend keys, behind a lock rather than this actor: no hop per operation.
+    let snapshotState = SnapshotState()
 
     public init(
         path: String, backend: (any ContentStore)? = nil, sharedContent: Bool = true,
@@ -38,9 +36,10 @@ public actor MetadataStore: NamespaceStore, Closable {
             }
             pool = try DatabasePool(path: path, configuration: configuration)
             try Schema.migrator.migrate(pool)
-            nextSnapshotID = try pool.read { db in
+            let next = try pool.read { db in
                 (try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM snapshots") ?? 0) + 1
             }
+            snapshotState.values.withLock { $0.next = next }
         } catch {
             throw .internalError("opening metadata database \(path): \(error)")
         }

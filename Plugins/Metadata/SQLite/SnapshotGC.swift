@@ -122,7 +122,7 @@ enum SnapshotGC {
         -> Int
     {
         let infos = try await backend.walk(.all)
-        let inflight = await store.inflightSnapshots
+        let inflight = store.inflightSnapshots
         let rows = try await store.read { db in
             Set(try String.fetchAll(db, sql: "SELECT backend_key FROM snapshots WHERE snapshotter = ?", arguments: [name]))
         }

@@ -1,6 +1,7 @@
 import BerthCore
 import Foundation
 import GRDB
+import Synchronization
 
 /// The namespaced snapshotters (containerd's metadata/snapshot.go): one proxy per backend. Keys, parents, kinds,
 /// labels and times live in the metadata database per namespace and snapshotter; the backend only sees keys
@@ -75,30 +76,58 @@ enum SnapshotRows {
     }
 }
 
+/// The next snapshot id (the `<id>` of backend keys; allocated in memory, never below any id in use) and the
+/// backend keys of operations between their backend call and their database row, which GC must keep.
+final class SnapshotState: Sendable {
+    struct Values {
+        var next: Int64 = 1
+        var inflight: [String: Int] = [:]
+    }
+
+    let values = Mutex(Values())
+}
+
 extension MetadataStore {
     /// Allocates a snapshot id for `key` and marks its backend key (and `also`) as in flight, so GC does not
     /// sweep them before their rows are written. Returns the id, the backend key, and every key to release.
-    func beginSnapshotOperation(namespace: String, key: String, also: [String] = [])
+    nonisolated func beginSnapshotOperation(namespace: String, key: String, also: [String] = [])
         -> (id: Int64, backendKey: String, inflight: [String])
     {
-        let id = nextSnapshotID
-        nextSnapshotID += 1
-        let keys = ["\(namespace)/\(id)/\(key)"] + also
-        for key in keys { inflightSnapshots[key, default: 0] += 1 }
-        return (id, keys[0], keys)
+        snapshotState.values.withLock { values in
+            let id = values.next
+            values.next += 1
+            let keys = ["\(namespace)/\(id)/\(key)"] + also
+            for key in keys { values.inflight[key, default: 0] += 1 }
+            return (id, keys[0], keys)
+        }
     }
 
-    func endSnapshotOperation(_ keys: [String]) {
-        for key in keys {
-            let count = (inflightSnapshots[key] ?? 1) - 1
-            inflightSnapshots[key] = count > 0 ? count : nil
+    nonisolated func endSnapshotOperation(_ keys: [String]) {
+        snapshotState.values.withLock { values in
+            for key in keys {
+                let count = (values.inflight[key] ?? 1) - 1
+                values.inflight[key] = count > 0 ? count : nil
+            }
+        }
+    }
+
+    nonisolated var inflightSnapshots: [String: Int] { snapshotState.values.withLock { $0.inflight } }
+
+    /// A read on the caller's thread: short lookups skip the hop to GRDB's reader queue.
+    nonisolated func readNow<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
+        do {
+            return try pool.read(body)
+        } catch let error as BerthError {
+            throw error
+        } catch {
+            throw .internalError("metadata: \(error)")
         }
     }
 
     /// Raises the id counter past every id a backend still holds (after a crash a backend may hold a snapshot
     /// whose row was never written). Backend keys look like `<namespace>/<id>/<key>`.
     func seedSnapshotIDs() async {
-        var highest = nextSnapshotID - 1
+        var highest: Int64 = 0
         for backend in snapshotters.values {
             guard let infos = try? await backend.walk(.all) else { continue }
             for info in infos {
@@ -106,7 +135,7 @@ extension MetadataStore {
                 if parts.count == 3, let id = Int64(parts[1]) { highest = max(highest, id) }
             }
         }
-        nextSnapshotID = highest + 1
+        snapshotState.values.withLock { $0.next = max($0.next, highest + 1) }
     }
 }
 
@@ -123,10 +152,10 @@ struct NamespacedSnapshotter: Snapshotter {
     func inflight<T>(_ keys: [String], _ body: () async throws(BerthError) -> T) async throws(BerthError) -> T {
         do {
             let result = try await body()
-            await store.endSnapshotOperation(keys)
+            store.endSnapshotOperation(keys)
             return result
         } catch {
-            await store.endSnapshotOperation(keys)
+            store.endSnapshotOperation(keys)
             throw error
         }
     }
@@ -135,7 +164,7 @@ struct NamespacedSnapshotter: Snapshotter {
     func resolve(_ key: String) async throws(BerthError) -> SnapshotRow {
         let namespace = try RequestContext.requireNamespace()
         let name = self.name
-        return try await store.read { db in
+        return try store.readNow { db in
             guard let row = try SnapshotRows.find(db, namespace, name, key) else { throw SnapshotRows.notFound(key) }
             return row
         }
@@ -144,7 +173,7 @@ struct NamespacedSnapshotter: Snapshotter {
     func stat(_ key: String) async throws(BerthError) -> SnapshotInfo {
         let namespace = try RequestContext.requireNamespace()
         let name = self.name
-        return try await store.read { db in
+        return try store.readNow { db in
             guard let row = try SnapshotRows.find(db, namespace, name, key) else { throw SnapshotRows.notFound(key) }
             return row.info(labels: try SnapshotRows.labels(db, row.id))
         }
@@ -219,7 +248,7 @@ struct NamespacedSnapshotter: Snapshotter {
         guard !key.isEmpty else { throw .invalidArgument("snapshot key must not be empty") }
         try Labels.validate(labels)
         let (name, lease) = (self.name, RequestContext.lease)
-        let backendParent = try await store.read { db in
+        let backendParent = try store.readNow { db in
             if try SnapshotRows.find(db, namespace, name, key) != nil {
                 throw BerthError.alreadyExists("snapshot \"\(key)\"")
             }
@@ -230,7 +259,7 @@ struct NamespacedSnapshotter: Snapshotter {
             }
             return row.backendKey
         }
-        let (id, bkey, keys) = await store.beginSnapshotOperation(namespace: namespace, key: key)
+        let (id, bkey, keys) = store.beginSnapshotOperation(namespace: namespace, key: key)
         let inherited = SnapshotRows.inherited(labels)
         return try await inflight(keys) { () throws(BerthError) -> [Mount] in
             let mounts = kind == .view
@@ -268,7 +297,7 @@ struct NamespacedSnapshotter: Snapshotter {
         guard !committed.isEmpty else { throw .invalidArgument("snapshot name must not be empty") }
         try Labels.validate(labels)
         let (name, lease) = (self.name, RequestContext.lease)
-        let active = try await store.read { db in
+        let active = try store.readNow { db in
             if try SnapshotRows.find(db, namespace, name, committed) != nil {
                 throw BerthError.alreadyExists("snapshot \"\(committed)\"")
             }
@@ -279,7 +308,7 @@ struct NamespacedSnapshotter: Snapshotter {
         guard active.kind == .active else {
             throw .failedPrecondition("snapshot \(key) is not active")
         }
-        let (id, bkey, keys) = await store.beginSnapshotOperation(
+        let (id, bkey, keys) = store.beginSnapshotOperation(
             namespace: namespace, key: committed, also: [active.backendKey])
         try await inflight(keys) { () throws(BerthError) in
             try await backend.commit(bkey, key: active.backendKey, labels: SnapshotRows.inherited(labels))
