@@ -38,7 +38,7 @@ struct ShimInteropTests {
             try Self.writeSpec(bundle: bundle, args: ["/bin/echo", "hello from busybox"])
             // containerd creates the shim's log FIFO in the bundle and reads it; the shim opens it for writing.
             guard mkfifo(bundle + "/log", 0o700) == 0 else { throw TTRPCError(.internal, "mkfifo: \(errno)") }
-            logFD = open(bundle + "/log", O_RDONLY | O_NONBLOCK)
+            logFD = open(bundle + "/log", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
             let fd = logFD, stop = stopLog, log = shimLog
             Thread.detachNewThread {
                 var buffer = [UInt8](repeating: 0, count: 4096)
@@ -75,19 +75,10 @@ struct ShimInteropTests {
         static func run(
             _ path: String, _ arguments: [String], cwd: String? = nil, environment: [String: String] = [:]
         ) throws -> (status: Int32, output: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: path)
-            process.arguments = arguments
-            if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            let output = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+            let outputPath = "/tmp/ttrpc-run-\(getpid())-\(UInt32.random(in: 0..<1_000_000)).out"
+            defer { unlink(outputPath) }
+            let status = try spawnAndWait(path, arguments, cwd: cwd, environment: environment, outputPath: outputPath)
+            return (status, (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
         }
 
         /// `containerd-shim-runc-v2 -namespace NS -address A -publish-binary B -id ID start`, cwd = bundle,

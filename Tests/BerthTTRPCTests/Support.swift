@@ -106,3 +106,42 @@ final class Box<T>: @unchecked Sendable {
     var get: T { lock.withLock { value } }
     func update(_ body: (inout T) -> Void) { lock.withLock { body(&value) } }
 }
+
+/// Runs a program to completion with posix_spawn + waitpid (killed after `limit` seconds); stdout and stderr go to
+/// `outputPath`, stdin is /dev/null. Not Foundation's Process: it watches its child through a socket the child
+/// inherits, and the shim's `start` hands every inherited descriptor on to the daemon it leaves behind, so the
+/// Process would look alive for as long as the shim runs.
+func spawnAndWait(
+    _ path: String, _ arguments: [String], cwd: String? = nil, environment: [String: String] = [:],
+    outputPath: String, limit: Double = 60
+) throws -> Int32 {
+    var argv = [path] + arguments
+    var program = path
+    if let cwd {
+        program = "/bin/sh"
+        argv = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd] + argv
+    }
+    let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let cArgs = argv.map { strdup($0) } + [nil]
+    let cEnv = env.map { strdup($0) } + [nil]
+    defer {
+        for pointer in cArgs { free(pointer) }
+        for pointer in cEnv { free(pointer) }
+    }
+    var pid: pid_t = 0
+    let result = posix_spawn(&pid, program, &actions, nil, cArgs, cEnv)
+    guard result == 0 else { throw TTRPCError(.internal, "posix_spawn \(program): \(result)") }
+    let deadline = Date().addingTimeInterval(limit)
+    var status: Int32 = 0
+    while waitpid(pid, &status, WNOHANG) == 0 {
+        if Date() > deadline { kill(pid, SIGKILL) }
+        usleep(5_000)
+    }
+    return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+}
