@@ -190,8 +190,15 @@ struct ShimInteropTests {
         var create = Containerd_Task_V2_CreateTaskRequest()
         create.id = session.id
         create.bundle = session.bundle
+        // file:// sends both streams to the file; the 1.6 shim dereferences a nil stderr pipe if only stdout is set.
         create.stdout = "file://" + output
-        let created = try await session.call("Create", create, Containerd_Task_V2_CreateTaskResponse.self)
+        create.stderr = "file://" + output
+        let created: Containerd_Task_V2_CreateTaskResponse
+        do { created = try await session.call("Create", create, Containerd_Task_V2_CreateTaskResponse.self) } catch {
+            try? await Task.sleep(for: .seconds(1))
+            Issue.record("Create failed: \(error); shim log: \(session.shimLog.get)")
+            throw error
+        }
         #expect(created.pid > 0)
 
         var start = Containerd_Task_V2_StartRequest()
