@@ -86,8 +86,10 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "berthd",
-            dependencies: ["BerthCore", "BerthGRPC", .product(name: "ArgumentParser", package: "swift-argument-parser")]
-                + pluginTargets.map { .target(name: $0.name) },
+            dependencies: [
+                "BerthCore", "BerthGRPC", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ] + pluginTargets.map { .target(name: $0.name) },
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "berth",

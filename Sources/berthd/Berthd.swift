@@ -1,6 +1,8 @@
 import ArgumentParser
 import BerthCore
 import Foundation
+import NIOCore
+import NIOPosix
 
 @main
 struct Berthd: AsyncParsableCommand {
@@ -9,6 +11,22 @@ struct Berthd: AsyncParsableCommand {
         abstract: "Berth: a container engine that serves containerd's API.",
         subcommands: [Serve.self, ConfigCommand.self],
         defaultSubcommand: Serve.self)
+
+    /// Runs Swift concurrency's jobs on NIO's event loops before anything is scheduled: a gRPC call is then handled
+    /// on the loop that read it, without two thread hops per call between NIO and the global pool.
+    static func main() async {
+        _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Runs the daemon (the default subcommand).

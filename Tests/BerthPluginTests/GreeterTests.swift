@@ -6,6 +6,7 @@ import Testing
 import BerthContentPlugin
 import BerthEventsPlugin
 import BerthMetadataPlugin
+import BerthNativeSnapshotter
 @testable import BerthExamplePlugin
 
 /// The documented example plugin, loaded through the real graph and loader with the plugins it needs.
@@ -13,8 +14,8 @@ import BerthMetadataPlugin
     func load(_ toml: String) async throws -> PluginSet {
         let dir = NSTemporaryDirectory() + "berth-greeter-\(UUID().uuidString)"
         let registrations = [
-            BerthEventsPlugin.registration, BerthContentPlugin.registration, BerthMetadataPlugin.registration,
-            BerthExamplePlugin.registration,
+            BerthEventsPlugin.registration, BerthContentPlugin.registration, BerthNativeSnapshotter.registration,
+            BerthMetadataPlugin.registration, BerthExamplePlugin.registration,
         ]
         var loaded = try ConfigLoader.load(text: "version = 3\n" + toml, file: "g.toml", registrations: registrations)
         loaded.daemon.root = dir + "/root"

@@ -30,11 +30,13 @@ public actor MetadataStore: NamespaceStore, Closable {
             var configuration = Configuration()
             configuration.busyMode = .timeout(5)
             configuration.prepareDatabase { db in
-                try db.execute(sql: "PRAGMA synchronous = FULL")
                 // Listings read every row: map the file instead of a pread and copy per page.
                 try db.execute(sql: "PRAGMA mmap_size = 268435456")
             }
             pool = try DatabasePool(path: path, configuration: configuration)
+            // DatabasePool sets `synchronous = NORMAL` after prepareDatabase when it switches to WAL; NORMAL does not
+            // sync the WAL at commit. FULL on the one writer connection makes every committed transaction durable.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Schema.migrator.migrate(pool)
             let next = try pool.read { db in
                 (try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM snapshots") ?? 0) + 1
