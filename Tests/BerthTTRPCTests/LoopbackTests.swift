@@ -290,6 +290,23 @@ struct LoopbackTests {
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
+    /// Prints the mean latency of sequential unary calls (a figure for the record; nothing timed is asserted).
+    @Test func sequentialCallLatency() async throws {
+        try await withServer { _, path in
+            let client = try TTRPCClient(path: path)
+            defer { client.close() }
+            let payload = [UInt8](repeating: 1, count: 64)
+            let count = 2000
+            let start = ContinuousClock.now
+            for _ in 0..<count {
+                let reply = try await client.call(service: "test.Echo", method: "Echo", payload: payload)
+                #expect(reply == payload)
+            }
+            let elapsed = ContinuousClock.now - start
+            print("ttrpc loopback: \(count) sequential 64-byte echo calls in \(elapsed), \(elapsed / count) each")
+        }
+    }
+
     @Test func frameHeaderAndEnvelopeEncoding() throws {
         var bytes: [UInt8] = []
         TTRPCFrame.Header(length: 0x0102_0304, streamID: 0x0A0B_0C0D, type: 2, flags: 5).encode(into: &bytes)
