@@ -25,7 +25,10 @@ stop:
 
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test
+	$(SWIFT) test --skip-build --skip Crash
+	# The crash tests kill -9 writers mid-fsync and wait for them to make progress: they run on their own, so the
+	# other tests' gigabytes of writes do not stall their fsyncs for minutes on a small VM disk.
+	$(SWIFT) test --skip-build --filter Crash
 
 bench: build
 	$(SWIFT) build -c release --product berthd
