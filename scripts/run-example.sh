@@ -18,6 +18,11 @@ echo; echo "== berth plugins ls"; "$bin/berth" plugins ls
 echo; echo "== Debian's ctr against berthd"; ctr --address "$socket" plugins ls
 "$bin/berth" namespaces create example greeting=hello 2>/dev/null || true
 echo; echo "== berth namespaces ls"; "$bin/berth" namespaces ls
+# A snapshot on the configured default snapshotter: the mounts berthd returns, then removed again.
+"$bin/berth" snapshots rm example-snapshot >/dev/null 2>&1 || true
+echo; echo "== berth snapshots prepare example-snapshot"; "$bin/berth" snapshots prepare example-snapshot
+echo "== berth snapshots mounts"; "$bin/berth" snapshots mounts /tmp/example-target example-snapshot
+"$bin/berth" snapshots rm example-snapshot
 echo
 echo "berthd is running (pid $(cat "$scratch/berthd.pid"), log $scratch/berthd.log, socket $socket)."
 echo "Try: $bin/berth --address $socket events   |   stop it with: make stop"
