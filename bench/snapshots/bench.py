@@ -111,8 +111,16 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        subprocess.run(["umount", "-R", self.dir], stderr=subprocess.DEVNULL)
+        unmount_under(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def unmount_under(directory):
+    """Unmounts every mount at or below `directory`, deepest first (a loop mount's device goes with it)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p == directory or p.startswith(directory + "/")), key=len, reverse=True):
+        subprocess.run(["umount", point], stderr=subprocess.DEVNULL)
 
 
 def run(ss, berth, ctrd, rounds):
