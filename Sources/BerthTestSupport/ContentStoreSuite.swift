@@ -9,7 +9,7 @@ import Foundation
 typealias Digest = BerthCore.Digest
 
 /// The content store conformance suite, in the spirit of containerd's `content/testsuite`: every implementation of
-/// `ContentStore` runs the same scenarios. A scenario throws `ContentSuiteFailure` describing the first check
+/// `ContentStore` runs the same scenarios. A scenario throws `ConformanceFailure` describing the first check
 /// that failed; test targets run one `@Test` per scenario (`@Test(arguments: ContentStoreSuite.Scenario.allCases)`).
 ///
 /// Plain library code (no Swift Testing), so it links into any test target.
@@ -60,15 +60,16 @@ public struct ContentStoreSuite: Sendable {
 
     /// Runs one scenario in a fresh directory, removed afterwards (also on failure).
     public func run(_ scenario: Scenario) async throws {
-        let directory = try Self.makeTemporaryDirectory(in: scratch, prefix: "content-\(scenario.rawValue)-")
+        let directory = try ConformanceFailure.makeTemporaryDirectory(
+            in: scratch, prefix: "content-\(scenario.rawValue)-", suite: "content store")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let context = ScenarioContext(scenario: scenario, directory: directory, open: open)
         do {
             try await context.run()
-        } catch let failure as ContentSuiteFailure {
+        } catch let failure as ConformanceFailure {
             throw failure
         } catch {
-            throw ContentSuiteFailure(scenario: scenario, message: "unexpected error: \(error)")
+            throw context.fail("unexpected error: \(error)")
         }
     }
 
@@ -76,77 +77,16 @@ public struct ContentStoreSuite: Sendable {
     public func runAll() async throws {
         for scenario in Scenario.allCases { try await run(scenario) }
     }
-
-    static func makeTemporaryDirectory(in parent: String, prefix: String) throws -> String {
-        var template = Array((parent.hasSuffix("/") ? parent : parent + "/").utf8CString.dropLast())
-        template += Array((prefix + "XXXXXX").utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }
-        guard let made else {
-            throw ContentSuiteFailure(scenario: nil, message: "mkdtemp in \(parent): \(FileSystem.errnoMessage())")
-        }
-        return String(cString: made)
-    }
 }
 
-/// The first failed check of a scenario: what was expected and what happened.
-public struct ContentSuiteFailure: Error, CustomStringConvertible, Sendable {
-    public var scenario: ContentStoreSuite.Scenario?
-    public var message: String
-    public var line: UInt
-
-    public init(scenario: ContentStoreSuite.Scenario?, message: String, line: UInt = #line) {
-        self.scenario = scenario
-        self.message = message
-        self.line = line
-    }
-
-    public var description: String {
-        "content store conformance \(scenario?.rawValue ?? "setup"), check at line \(line): \(message)"
-    }
-}
-
-/// Helpers shared by the scenarios: checks that throw `ContentSuiteFailure`, content generation, digests.
-struct ScenarioContext: Sendable {
+/// Helpers shared by the scenarios: checks that throw `ConformanceFailure`, content generation, digests.
+struct ScenarioContext: ConformanceChecks, Sendable {
     let scenario: ContentStoreSuite.Scenario
     let directory: String
     let open: ContentStoreSuite.Opener
 
-    func fail(_ message: String, line: UInt = #line) -> ContentSuiteFailure {
-        ContentSuiteFailure(scenario: scenario, message: message, line: line)
-    }
-
-    func check(_ condition: Bool, _ message: @autoclosure () -> String, line: UInt = #line) throws {
-        if !condition { throw fail(message(), line: line) }
-    }
-
-    func equal<T: Equatable>(_ actual: T, _ expected: T, _ what: String, line: UInt = #line) throws {
-        if actual != expected { throw fail("\(what): got \(actual), expected \(expected)", line: line) }
-    }
-
-    /// Runs `body`, which must throw a `BerthError` with `code` whose description contains `text` (when given).
-    @discardableResult
-    func expectError<T>(
-        _ code: BerthError.Code, containing text: String? = nil, _ what: String, line: UInt = #line,
-        _ body: () async throws -> T
-    ) async throws -> BerthError {
-        let outcome: BerthError
-        do {
-            let value = try await body()
-            throw fail("\(what): succeeded with \(value), expected a \(code) error", line: line)
-        } catch let failure as ContentSuiteFailure {
-            throw failure
-        } catch let error as BerthError {
-            outcome = error
-        } catch {
-            throw fail("\(what): threw \(error), expected a BerthError \(code)", line: line)
-        }
-        try check(outcome.code == code, "\(what): got \(outcome.code) (\(outcome)), expected \(code)", line: line)
-        if let text {
-            try check(
-                outcome.description.contains(text), "\(what): error \"\(outcome)\" lacks \"\(text)\"", line: line)
-        }
-        return outcome
-    }
+    var suiteName: String { "content store" }
+    var scenarioName: String { scenario.rawValue }
 
     /// The digest computed independently of the store, with swift-crypto.
     static func digest(_ bytes: [UInt8]) throws -> Digest {

@@ -6,7 +6,7 @@ import Foundation
 
 /// The snapshotter conformance suite, in the spirit of containerd's `snapshots/testsuite`: every backend runs the
 /// same scenarios against the real kernel. Files are written through the mounts a snapshotter returns (mounted
-/// with `Mounting`) and read back through children and views. A scenario throws `SnapshotterSuiteFailure` naming
+/// with `Mounting`) and read back through children and views. A scenario throws `ConformanceFailure` naming
 /// the first failed check; test targets run one `@Test` per scenario
 /// (`@Test(arguments: SnapshotterSuite.Scenario.allCases)`). Needs root (mounts).
 public struct SnapshotterSuite: Sendable {
@@ -62,7 +62,8 @@ public struct SnapshotterSuite: Sendable {
     /// Runs one scenario in a fresh directory (`root/` for the snapshotter, `work/` for mount points); whatever
     /// happens, mounts left under it are detached, the snapshotter closed and the directory removed.
     public func run(_ scenario: Scenario) async throws {
-        let directory = try SnapshotterScenario.makeTemporaryDirectory(in: scratch, prefix: "snap-\(scenario)-")
+        let directory = try ConformanceFailure.makeTemporaryDirectory(
+            in: scratch, prefix: "snap-\(scenario)-", suite: "snapshotter")
         let context = SnapshotterScenario(
             scenario: scenario, root: directory + "/root", work: directory + "/work", factory: factory)
         var opened: (any Snapshotter)?
@@ -74,8 +75,8 @@ public struct SnapshotterSuite: Sendable {
             try await context.run(snapshotter)
         } catch {
             await Self.tearDown(directory, opened)
-            if error is SnapshotterSuiteFailure { throw error }
-            throw SnapshotterSuiteFailure(scenario: scenario, message: "unexpected error: \(error)")
+            if error is ConformanceFailure { throw error }
+            throw context.fail("unexpected error: \(error)")
         }
         await Self.tearDown(directory, opened)
     }
@@ -103,65 +104,15 @@ public struct SnapshotterSuite: Sendable {
     }
 }
 
-/// The first failed check of a scenario: what was expected and what happened.
-public struct SnapshotterSuiteFailure: Error, CustomStringConvertible, Sendable {
-    public var scenario: SnapshotterSuite.Scenario?
-    public var message: String
-    public var line: UInt
-
-    public init(scenario: SnapshotterSuite.Scenario?, message: String, line: UInt = #line) {
-        self.scenario = scenario
-        self.message = message
-        self.line = line
-    }
-
-    public var description: String {
-        "snapshotter conformance \(scenario?.rawValue ?? "setup"), check at line \(line): \(message)"
-    }
-}
-
-/// One scenario's directories and helpers: checks that throw `SnapshotterSuiteFailure`, mounting, file access.
-struct SnapshotterScenario: Sendable {
+/// One scenario's directories and helpers: checks that throw `ConformanceFailure`, mounting, file access.
+struct SnapshotterScenario: ConformanceChecks, Sendable {
     let scenario: SnapshotterSuite.Scenario
     let root: String
     let work: String
     let factory: SnapshotterSuite.Factory
 
-    func fail(_ message: String, line: UInt = #line) -> SnapshotterSuiteFailure {
-        SnapshotterSuiteFailure(scenario: scenario, message: message, line: line)
-    }
-
-    func check(_ condition: Bool, _ message: @autoclosure () -> String, line: UInt = #line) throws {
-        if !condition { throw fail(message(), line: line) }
-    }
-
-    func equal<T: Equatable>(_ actual: T, _ expected: T, _ what: String, line: UInt = #line) throws {
-        if actual != expected { throw fail("\(what): got \(actual), expected \(expected)", line: line) }
-    }
-
-    /// Runs `body`, which must throw a `BerthError` with `code` (and `text` in its description when given).
-    @discardableResult
-    func expectError<T>(
-        _ code: BerthError.Code, containing text: String? = nil, _ what: String, line: UInt = #line,
-        _ body: () async throws -> T
-    ) async throws -> BerthError {
-        let outcome: BerthError
-        do {
-            let value = try await body()
-            throw fail("\(what): succeeded with \(value), expected a \(code) error", line: line)
-        } catch let failure as SnapshotterSuiteFailure {
-            throw failure
-        } catch let error as BerthError {
-            outcome = error
-        } catch {
-            throw fail("\(what): threw \(error), expected a BerthError \(code)", line: line)
-        }
-        try check(outcome.code == code, "\(what): got \(outcome.code) (\(outcome)), expected \(code)", line: line)
-        if let text {
-            try check(outcome.description.contains(text), "\(what): error \"\(outcome)\" lacks \"\(text)\"", line: line)
-        }
-        return outcome
-    }
+    var suiteName: String { "snapshotter" }
+    var scenarioName: String { scenario.rawValue }
 
     /// Mounts `mounts` at `work/<name>` (created), runs `body` with that path, always unmounts.
     func mounted<T>(_ mounts: [Mount], _ name: String, line: UInt = #line, _ body: (String) async throws -> T)
@@ -242,14 +193,5 @@ struct SnapshotterScenario: Sendable {
         do { return try FileManager.default.contentsOfDirectory(atPath: directory).sorted() } catch {
             throw fail("list \(directory): \(error)", line: line)
         }
-    }
-
-    static func makeTemporaryDirectory(in parent: String, prefix: String) throws -> String {
-        var template = Array((parent + "/" + prefix + "XXXXXX").utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }
-        guard let made else {
-            throw SnapshotterSuiteFailure(scenario: nil, message: "mkdtemp in \(parent): \(FileSystem.errnoMessage())")
-        }
-        return String(cString: made)
     }
 }

@@ -2,6 +2,7 @@
     import Glibc
 #endif
 import BerthCore
+import BerthTestSupport
 import Crypto
 import Foundation
 import Testing
@@ -48,34 +49,22 @@ struct LocalContentStoreCrashTests {
         let scratch = try ScratchDirectory()
         let bytes = Self.content()
         let digest = try Self.sha256(bytes)
-        let log = scratch.path + "/child.log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        child.arguments = ["--testing-library", "swift-testing", "--filter", "killedWriterResumesFromDisk"]
-        var environment = ProcessInfo.processInfo.environment
-        environment[Self.childRootVariable] = scratch.path + "/store"
-        child.environment = environment
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        child.standardOutput = output
-        child.standardError = output
-        try child.run()
+        let child = try TestChild.launch(
+            test: "killedWriterResumesFromDisk", variable: Self.childRootVariable, value: scratch.path + "/store",
+            log: scratch.path + "/child.log")
 
         // Kill once a good part of the ingest is on disk, while the child is still writing.
         let data = Layout(root: scratch.path + "/store").ingestPath(Self.ref) + "/data"
         let deadline = Date().addingTimeInterval(120)
         var size: Int64 = 0
-        while Date() < deadline && child.isRunning {
+        while Date() < deadline && child.process.isRunning {
             size = (try? Posix.stat(data)).flatMap { $0.map { Int64($0.st_size) } } ?? 0
             if size >= 16 << 20 { break }
             try await Task.sleep(for: .milliseconds(2))
         }
-        let wasRunning = child.isRunning
-        kill(child.processIdentifier, SIGKILL)
-        child.waitUntilExit()
-        let childLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        try #require(wasRunning && size >= 16 << 20, "child did not get to 16 MiB (\(size) bytes): \(childLog)")
-        #expect(child.terminationReason == .uncaughtSignal)
+        let wasRunning = child.kill()
+        try #require(wasRunning && size >= 16 << 20, "child did not get to 16 MiB (\(size) bytes): \(child.output)")
+        #expect(child.process.terminationReason == .uncaughtSignal)
 
         let store = try LocalContentStore(root: scratch.path + "/store")
         try await #require(store.walk().map(\.size) == [1000], "only the blob committed before the kill exists")

@@ -2,6 +2,7 @@
     import Glibc
 #endif
 import BerthCore
+import BerthTestSupport
 import Foundation
 import Testing
 
@@ -17,10 +18,6 @@ import Testing
 
     static func layerData(_ index: Int) -> String {
         String(repeating: Character(UnicodeScalar(UInt8(97 + index % 26))), count: 32 << 10)
-    }
-
-    static func readFile(_ path: String) -> String? {
-        FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
     }
 
     @Test func btrfsCrashMidCommitKeepsStoreConsistent() async throws {
@@ -44,32 +41,13 @@ import Testing
     /// Starts a child, waits for a random number of its commits, sleeps a random few milliseconds, SIGKILLs it.
     func killRound(root: String, scratch: String, round: Int) async throws -> Int {
         let progress = scratch + "/progress-\(round)"
-        let log = scratch + "/child-\(round).log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        child.arguments = ["--testing-library", "swift-testing", "--filter", "btrfsCrashMidCommitKeepsStoreConsistent"]
-        var environment = ProcessInfo.processInfo.environment
-        environment[Self.childVariable] = "\(root)|\(progress)"
-        child.environment = environment
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        child.standardOutput = output
-        child.standardError = output
-        try child.run()
-        let target = Int.random(in: 1...8)
-        let deadline = Date().addingTimeInterval(180)
-        var done = 0
-        while Date() < deadline && child.isRunning {
-            done = Int(Self.readFile(progress) ?? "") ?? 0
-            if done >= target { break }
-            try await Task.sleep(for: .milliseconds(2))
-        }
-        try await Task.sleep(for: .microseconds(Int.random(in: 0...20_000)))
-        let wasRunning = child.isRunning
-        kill(child.processIdentifier, SIGKILL)
-        child.waitUntilExit()
-        try #require(wasRunning, "round \(round): the child ended early: \(Self.readFile(log) ?? "")")
-        #expect(child.terminationReason == .uncaughtSignal)
+        let child = try TestChild.launch(
+            test: "btrfsCrashMidCommitKeepsStoreConsistent", variable: Self.childVariable,
+            value: "\(root)|\(progress)", log: scratch + "/child-\(round).log")
+        let (done, wasRunning) = try await child.killAfterProgress(
+            progress, target: Int.random(in: 1...8), jitterMicroseconds: 20_000)
+        try #require(wasRunning, "round \(round): the child ended early: \(child.output)")
+        #expect(child.process.terminationReason == .uncaughtSignal)
         return done
     }
 
@@ -87,7 +65,7 @@ import Testing
                 key.contains("-layer-")
             else { continue }
             #expect(try Subvolume.isReadOnly(path), "\(key) is writable")
-            #expect(Self.readFile(path + "/data-\(index)") == Self.layerData(index), "data of \(key)")
+            #expect(readFile(path + "/data-\(index)") == Self.layerData(index), "data of \(key)")
         }
         // The store works on before any cleanup (a rolled-back id is handed out again).
         let committed = try await s.walk(try Filter.parse("kind==committed"))

@@ -5,6 +5,7 @@ import BerthCore
 import BerthNativeSnapshotter
 import BerthOverlaySnapshotter
 import BerthSnapshotStorage
+import BerthTestSupport
 import Foundation
 import Testing
 
@@ -54,32 +55,13 @@ struct SnapshotterCrashTests {
     /// Starts a child, waits for a random number of its commits, sleeps a random few milliseconds and SIGKILLs it.
     func killRound(backend: String, root: String, scratch: String, round: Int) async throws -> Int {
         let progress = scratch + "/progress-\(round)"
-        let log = scratch + "/child-\(round).log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        child.arguments = ["--testing-library", "swift-testing", "--filter", "killedCommitsLeaveConsistentStore"]
-        var environment = ProcessInfo.processInfo.environment
-        environment[Self.childVariable] = "\(backend)|\(root)|\(progress)"
-        child.environment = environment
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        child.standardOutput = output
-        child.standardError = output
-        try child.run()
-        let target = Int.random(in: 1...12)
-        let deadline = Date().addingTimeInterval(180)
-        var done = 0
-        while Date() < deadline && child.isRunning {
-            done = Int(readFile(progress) ?? "") ?? 0
-            if done >= target { break }
-            try await Task.sleep(for: .milliseconds(2))
-        }
-        try await Task.sleep(for: .microseconds(Int.random(in: 0...30_000)))
-        let wasRunning = child.isRunning
-        kill(child.processIdentifier, SIGKILL)
-        child.waitUntilExit()
-        try #require(wasRunning, "\(backend) round \(round): the child ended early: \(readFile(log) ?? "")")
-        #expect(child.terminationReason == .uncaughtSignal)
+        let child = try TestChild.launch(
+            test: "killedCommitsLeaveConsistentStore", variable: Self.childVariable,
+            value: "\(backend)|\(root)|\(progress)", log: scratch + "/child-\(round).log")
+        let (done, wasRunning) = try await child.killAfterProgress(
+            progress, target: Int.random(in: 1...12), jitterMicroseconds: 30_000)
+        try #require(wasRunning, "\(backend) round \(round): the child ended early: \(child.output)")
+        #expect(child.process.terminationReason == .uncaughtSignal)
         return done
     }
 
