@@ -62,16 +62,22 @@ struct SecurityTests {
         }
     }
 
+    /// Lets the container reach the runtime's /proc/<pid>/exe: the host pid namespace, nothing masked, and the
+    /// capabilities an attacker would need to write through it.
+    static func allowReachingTheRuntime(_ b: TestBundle) {
+        var linux = b.linux
+        linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter { ($0["type"] as? String) != "pid" }
+        linux["maskedPaths"] = []
+        b.linux = linux
+        let all = ["CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE", "CAP_SYS_ADMIN", "CAP_FOWNER", "CAP_KILL"]
+        b.process["capabilities"] = ["bounding": all, "effective": all, "permitted": all]
+    }
+
     /// CVE-2019-5736 class: berth-runc runs from a sealed memfd copy, and a container process that reaches
     /// the runtime's /proc/<pid>/exe (shared pid namespace, all capabilities) cannot write the binary.
     @Test func runtimeBinaryIsNotWritableFromContainer() throws {
         try withBundle(["sh", "-c", "echo pwned >> /proc/$PPID/exe && echo wrote; readlink /proc/$PPID/exe"]) { b in
-            var linux = b.linux
-            linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter { ($0["type"] as? String) != "pid" }
-            linux["maskedPaths"] = []
-            b.linux = linux
-            let all = ["CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE", "CAP_SYS_ADMIN", "CAP_FOWNER", "CAP_KILL"]
-            b.process["capabilities"] = ["bounding": all, "effective": all, "permitted": all]
+            Self.allowReachingTheRuntime(b)
             let before = try Data(contentsOf: URL(fileURLWithPath: berthRuncPath))
             let o = try b.run(b.berth)
             #expect(!o.stdout.contains("wrote"), "berth-runc binary was writable: \(o.stdout)")
@@ -84,12 +90,7 @@ struct SecurityTests {
     /// The same attack against a binary on a read-only mount: no memfd copy is made there (EROFS protects it).
     @Test func runtimeOnReadOnlyMountIsNotCopiedNorWritable() throws {
         try withBundle(["sh", "-c", "echo pwned >> /proc/$PPID/exe && echo wrote; readlink /proc/$PPID/exe"]) { b in
-            var linux = b.linux
-            linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter { ($0["type"] as? String) != "pid" }
-            linux["maskedPaths"] = []
-            b.linux = linux
-            let all = ["CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE", "CAP_SYS_ADMIN", "CAP_FOWNER", "CAP_KILL"]
-            b.process["capabilities"] = ["bounding": all, "effective": all, "permitted": all]
+            Self.allowReachingTheRuntime(b)
             let ro = b.dir + "/ro-berth-runc"
             try writeCloexec(ro, "", mode: 0o755)
             #expect(try execute("/bin/mount", ["--bind", berthRuncPath, ro]).status == 0)

@@ -1,4 +1,5 @@
 import BerthCore
+import BerthDevmapperSnapshotter
 @testable import BerthBtrfsSnapshotter
 import Foundation
 #if canImport(Glibc)
@@ -11,20 +12,11 @@ struct BtrfsCommandResult {
     var output: String
 }
 
-/// Runs a program to completion (no shell), returning its status and stdout+stderr.
+/// Runs a program to completion (no shell), returning its status and stdout+stderr (devmapper's executor).
 @discardableResult
 func btrfsRun(_ path: String, _ arguments: [String]) throws -> BtrfsCommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return BtrfsCommandResult(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+    let (status, output) = try SystemCommandExecutor().run(path, arguments)
+    return BtrfsCommandResult(status: status, output: output)
 }
 
 struct BtrfsSetupFailed: Error, CustomStringConvertible {
