@@ -87,19 +87,18 @@ struct ContentService: API.SimpleServiceProtocol {
         return response
     }
 
+    /// The generated protocol's List. `ContentRPC` registers `encodedList` in its place, so this only serves
+    /// callers of the protocol itself; it sends the same batches, decoded.
     func list(
         request: Containerd_Services_Content_V1_ListContentRequest,
         response: RPCWriter<Containerd_Services_Content_V1_ListContentResponse>, context: ServerContext
     ) async throws {
-        let infos = try await store.list(try Filter.parse(request.filters))
-        for start in stride(from: 0, to: infos.count, by: Self.listBatch) {
-            var batch = Containerd_Services_Content_V1_ListContentResponse()
-            batch.info = infos[start..<min(start + Self.listBatch, infos.count)].map(Self.message)
-            try await response.write(batch)
+        for batch in try await encodedList(request) {
+            try await response.write(try Containerd_Services_Content_V1_ListContentResponse(serializedBytes: batch.bytes))
         }
     }
 
-    /// What `ContentRPC` sends for List: the same batches as `list`, already encoded.
+    /// What `ContentRPC` sends for List: batches of `listBatch` infos, encoded by `ListEncoding`.
     func encodedList(_ request: Containerd_Services_Content_V1_ListContentRequest) async throws
         -> [EncodedListResponse]
     {
