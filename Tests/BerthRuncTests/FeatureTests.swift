@@ -277,6 +277,10 @@ struct RootlessTests {
             try FileManager.default.createSymbolicLink(atPath: dir + "/bundle/rootfs/bin/" + a, withDestinationPath: "busybox")
         }
         #expect(chown(dir, uid, gid) == 0 && chown(dir + "/bundle", uid, gid) == 0)
+        // The user may not be able to reach the build directory (a checkout under a 0700 directory): run a copy.
+        let berth = dir + "/berth-runc"
+        guard let binary = FileManager.default.contents(atPath: berthRuncPath) else { throw TestError("no berth-runc") }
+        try writeCloexec(berth, binary, mode: 0o755)
         let spec = try asUser([runcPath, "spec", "--rootless", "--bundle", dir + "/bundle"])
         #expect(spec.status == 0, "\(spec.stderr)")
         let configPath = dir + "/bundle/config.json"
@@ -289,7 +293,7 @@ struct RootlessTests {
         config["process"] = process
         try writeCloexec(configPath, try JSONSerialization.data(withJSONObject: config))
         var outs: [String] = []
-        for (name, bin) in [("runc", runcPath), ("berth", berthRuncPath)] {
+        for (name, bin) in [("runc", runcPath), ("berth", berth)] {
             let root = dir + "/root-" + name
             let r = try asUser([bin, "--root", root, "run", "--bundle", dir + "/bundle", "rl"])
             #expect(r.status == 0, "\(name): \(r.stderr)")
@@ -301,7 +305,7 @@ struct RootlessTests {
         process["args"] = ["sleep", "60"]
         config["process"] = process
         try writeCloexec(configPath, try JSONSerialization.data(withJSONObject: config))
-        for (name, bin) in [("runc", runcPath), ("berth", berthRuncPath)] {
+        for (name, bin) in [("runc", runcPath), ("berth", berth)] {
             let root = dir + "/root-" + name
             defer { _ = try? asUser([bin, "--root", root, "delete", "--force", "rl2"]) }
             let d = try asUser([bin, "--root", root, "run", "-d", "--bundle", dir + "/bundle", "rl2"])
