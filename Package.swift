@@ -33,6 +33,13 @@ let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
     ("BerthDevmapperSnapshotter", "Plugins/Snapshotters/Devmapper", [
         "BerthSnapshotStorage", .product(name: "GRDB", package: "GRDB.swift"),
     ]),
+    // Images (issue "Images"): the walking differ applies and computes layers; the Diff service exposes it.
+    ("BerthWalkingDiffer", "Plugins/Differ/Walking", ["BerthArchive", "BerthOCI"]),
+    ("BerthDiffService", "Plugins/Services/Diff", ["BerthGRPC", "BerthAPI"]),
+    // Containers and tasks (issue "Containers and tasks"): runtime v2 (shims over ttrpc) and the two services.
+    ("BerthRuntimeV2", "Plugins/Runtime/V2", ["BerthTTRPC", "BerthAPI"]),
+    ("BerthContainersService", "Plugins/Services/Containers", ["BerthGRPC", "BerthAPI"]),
+    ("BerthTasksService", "Plugins/Services/Tasks", ["BerthGRPC", "BerthAPI"]),
 ]
 
 /// The snapshotter plugins, which the snapshotter conformance tests run against.
@@ -44,6 +51,7 @@ let package = Package(
         .executable(name: "berthd", targets: ["berthd"]),
         .executable(name: "berth", targets: ["berth"]),
         .executable(name: "berth-runc", targets: ["berth-runc"]),
+        .executable(name: "berth-shim", targets: ["berth-shim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -55,6 +63,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // A TOML 1.0 parser that keeps source positions, so config errors can name file, line and key.
@@ -94,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "berth",
             dependencies: [
-                "BerthCore", "BerthGRPC", "BerthAPI",
+                "BerthCore", "BerthGRPC", "BerthAPI", "BerthOCI", "BerthSpec",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -123,9 +132,50 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "BerthRuncTests", dependencies: ["berth-runc", "CBerthRunc"], swiftSettings: swiftSettings),
         // END berth-runc
+        // BEGIN images (issue "Images")
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // Layers: streaming tar read/write, gzip/zstd, safe apply with whiteouts, diff of two trees.
+        .target(
+            name: "BerthArchive",
+            dependencies: ["BerthCore", "CZlib", "CZstd", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings),
+        // OCI image types: descriptors, manifests, indexes, configs, media types, references, platforms.
+        .target(name: "BerthOCI", dependencies: ["BerthCore"], swiftSettings: swiftSettings),
+        // OCI distribution client: auth, hosts.toml, resolve, fetch, push.
+        .target(
+            name: "BerthRegistry",
+            dependencies: [
+                "BerthCore", "BerthOCI", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BerthArchiveTests", dependencies: ["BerthArchive", "BerthOCI", "BerthTestSupport", "BerthCore"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BerthImageTests",
+            dependencies: ["BerthOCI", "BerthRegistry", "BerthTestSupport", "BerthCore"],
+            swiftSettings: swiftSettings),
+        // END images
+        // BEGIN shim (issue "Containers and tasks"): containerd's shim v2 over ttrpc, driving a runc-like runtime.
+        .executableTarget(
+            name: "berth-shim",
+            dependencies: ["BerthTTRPC", "BerthAPI"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BerthShimTests", dependencies: ["BerthTTRPC", "BerthAPI", "BerthTestSupport"],
+            swiftSettings: swiftSettings),
+        // END shim
+        // BEGIN run (issue "Containers and tasks"): OCI runtime spec from an image config and `berth run` flags,
+        // with a default seccomp profile equal in effect to containerd's.
+        .target(name: "BerthSpec", dependencies: ["BerthCore", "BerthOCI"], swiftSettings: swiftSettings),
+        .testTarget(name: "BerthSpecTests", dependencies: ["BerthSpec", "BerthOCI"], swiftSettings: swiftSettings),
+        // END run
         // Shared conformance suites (the content store's) run by each implementation's tests.
         .target(
-            name: "BerthTestSupport", dependencies: ["BerthCore", .product(name: "Crypto", package: "swift-crypto")],
+            name: "BerthTestSupport",
+            dependencies: ["BerthCore", "BerthOCI", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthContentTests", dependencies: ["BerthContentPlugin", "BerthTestSupport", "BerthCore"],
@@ -143,7 +193,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthIntegrationTests",
-            dependencies: ["BerthCore", "BerthGRPC", "BerthAPI", "berthd", "berth"],
+            dependencies: ["BerthCore", "BerthGRPC", "BerthAPI", "BerthTestSupport", "berthd", "berth", "berth-shim"],
             swiftSettings: swiftSettings),
     ] + pluginTargets.map { plugin in
         .target(

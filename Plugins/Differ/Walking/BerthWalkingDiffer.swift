@@ -1,0 +1,1 @@
+// BerthWalkingDiffer: placeholder until its first implementation lands.

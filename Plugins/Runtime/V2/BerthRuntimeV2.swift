@@ -1,0 +1,1 @@
+// BerthRuntimeV2: placeholder until its first implementation lands.

@@ -1,0 +1,1 @@
+// BerthContainersService: placeholder until its first implementation lands.

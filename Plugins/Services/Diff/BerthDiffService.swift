@@ -1,0 +1,1 @@
+// BerthDiffService: placeholder until its first implementation lands.

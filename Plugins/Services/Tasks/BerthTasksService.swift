@@ -1,0 +1,1 @@
+// BerthTasksService: placeholder until its first implementation lands.

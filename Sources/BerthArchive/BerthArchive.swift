@@ -1,0 +1,1 @@
+// BerthArchive: placeholder until its first implementation lands.

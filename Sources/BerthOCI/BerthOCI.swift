@@ -1,0 +1,1 @@
+// BerthOCI: placeholder until its first implementation lands.

@@ -1,0 +1,1 @@
+// BerthRegistry: placeholder until its first implementation lands.

@@ -1,0 +1,1 @@
+// BerthSpec: placeholder until its first implementation lands.
