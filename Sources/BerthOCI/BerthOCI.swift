@@ -1,1 +1,0 @@
-// BerthOCI: placeholder until its first implementation lands.
