@@ -111,6 +111,7 @@ enum Schema {
                     ) WITHOUT ROWID;
                     """)
         }
+        migrator.registerMigration("v4: containers") { db in try ContainerView.migrate(db) }
         return migrator
     }
 
@@ -118,5 +119,6 @@ enum Schema {
     /// A namespace can be deleted only when none of them has a row for it.
     static let namespacedTables: [(table: String, what: String)] = [
         ("images", "images"), ("content", "blobs"), ("leases", "leases"), ("snapshots", "snapshots"),
+        ("containers", "containers"),
     ]
 }

@@ -11,9 +11,10 @@ enum SnapshotGC {
         case snapshot(String, String)
     }
 
-    /// Roots that later milestones add (containers: their snapshot key and `gc.ref.*` labels). Empty until
-    /// containers exist; the containers issue appends its query here.
-    static func containerRoots(_ db: Database, _ namespace: String) throws -> [Node] { [] }
+    /// Containers' roots: their snapshot key and what their `gc.ref.*` labels name (`ContainerView.gcRoots`).
+    static func containerRoots(_ db: Database, _ namespace: String) throws -> [Node] {
+        try ContainerView.gcRoots(db, namespace)
+    }
 
     /// The nodes a `gc.ref.*` label names: `containerd.io/gc.ref.content[.name|/name]` → content,
     /// `containerd.io/gc.ref.snapshot.<snapshotter>[/name]` → snapshot.
