@@ -1,1 +1,0 @@
-// BerthSpec: placeholder until its first implementation lands.
