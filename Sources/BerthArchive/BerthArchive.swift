@@ -1,1 +1,0 @@
-// BerthArchive: placeholder until its first implementation lands.
