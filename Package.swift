@@ -159,9 +159,11 @@ let package = Package(
             swiftSettings: swiftSettings),
         // END images
         // BEGIN shim (issue "Containers and tasks"): containerd's shim v2 over ttrpc, driving a runc-like runtime.
+        .target(name: "CBerthShim", path: "Sources/berth-shim/CShim"),
         .executableTarget(
             name: "berth-shim",
-            dependencies: ["BerthTTRPC", "BerthAPI"],
+            dependencies: ["BerthTTRPC", "BerthAPI", "CBerthShim"],
+            exclude: ["CShim"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthShimTests", dependencies: ["BerthTTRPC", "BerthAPI", "BerthTestSupport"],

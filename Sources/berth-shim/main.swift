@@ -1,1 +1,65 @@
-print("berth-shim: not yet implemented")
+// berth-shim: containerd's shim v2 for Berth (see Commands.swift for the command line, TaskService.swift for the
+// task API). The long-lived shim serves ttrpc on the socket inherited as fd 3, reaps its children as a
+// subreaper and publishes task events to TTRPC_ADDRESS.
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthTTRPC
+import CBerthShim
+
+// Before any thread exists, so every thread inherits the mask and only the reaper's sigwait sees these signals.
+_ = berth_shim_block_signals()
+
+func fail(_ message: String) -> Never {
+    writeAll(2, Array((message + "\n").utf8))
+    exit(1)
+}
+
+let flags: ShimFlags
+do { flags = try ShimFlags.parse(Array(CommandLine.arguments.dropFirst())) } catch { fail("berth-shim: \(error.message)") }
+if flags.namespace.isEmpty { fail("shim namespace cannot be empty") }
+
+switch flags.action {
+case "start":
+    do { try ShimCommands.start(flags) } catch { fail("berth-shim start: \(error.message)") }
+    exit(0)
+case "delete":
+    do { try ShimCommands.delete(flags) } catch { fail("berth-shim delete: \(error.message)") }
+    exit(0)
+case "":
+    break
+default:
+    fail("berth-shim: unknown action \(flags.action)")
+}
+
+// The long-lived shim.
+let bundle = currentDirectory()
+ShimLog.open(bundle + "/log")
+if berth_shim_set_subreaper() != 0 { ShimLog.write("cannot become a child subreaper") }
+let config = ShimConfig(
+    namespace: flags.namespace, id: flags.id, address: flags.address,
+    ttrpcAddress: environment("TTRPC_ADDRESS") ?? "", bundle: bundle)
+let publisher = EventPublisher(address: config.ttrpcAddress, namespace: config.namespace)
+let server = TTRPCServer()
+
+/// Leaves after the Shutdown answer went out and queued events were sent (at most 5 s).
+@Sendable func exitShim() {
+    Task {
+        try? await Task.sleep(for: .milliseconds(20))
+        await publisher.flush(limit: .seconds(5))
+        if let address = readFile(bundle + "/address") {
+            let text = String(decoding: address, as: UTF8.self)
+            if text.hasPrefix("unix://") { unlink(String(text.dropFirst(7))) }
+        }
+        exit(0)
+    }
+}
+
+let service = TaskService(config: config, publisher: publisher, onShutdown: exitShim)
+service.register(on: server)
+Reaper.shared.start(onTerminate: exitShim)
+let listener: Int32 = 3
+_ = fcntl(listener, F_SETFD, FD_CLOEXEC)
+do { try server.serve(listeningSocket: listener) } catch { fail("berth-shim: serve: \(error.message)") }
+ShimLog.write("serving \(flags.id) in namespace \(flags.namespace)")
+while true { try? await Task.sleep(for: .seconds(3600)) }

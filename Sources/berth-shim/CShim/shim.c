@@ -1,0 +1,150 @@
+#define _GNU_SOURCE
+#include "CBerthShim.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <termios.h>
+#include <pthread.h>
+
+int berth_shim_set_subreaper(void) {
+    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : -errno;
+}
+
+int berth_shim_set_winsize(int fd, unsigned short rows, unsigned short cols) {
+    struct winsize size = {.ws_row = rows, .ws_col = cols};
+    return ioctl(fd, TIOCSWINSZ, &size) == 0 ? 0 : -errno;
+}
+
+int berth_shim_recv_fd(int sock) {
+    char data[4096];
+    struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    ssize_t n;
+    do {
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c), sizeof(int));
+            return fd;
+        }
+    }
+    return -EBADMSG;
+}
+
+int berth_shim_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
+                     const char *cwd, int new_session) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attr);
+    // Move every source above the target range first, so dup2 targets never clobber a later source.
+    int moved[64];
+    if (nfds > 64) nfds = 64;
+    for (int i = 0; i < nfds; i++) {
+        moved[i] = -1;
+        if (fds[i] >= 0) {
+            moved[i] = 100 + i;
+            posix_spawn_file_actions_adddup2(&actions, fds[i], moved[i]);
+        }
+    }
+    for (int i = 0; i < nfds; i++) {
+        if (moved[i] >= 0) {
+            posix_spawn_file_actions_adddup2(&actions, moved[i], i);
+            posix_spawn_file_actions_addclose(&actions, moved[i]);
+        } else {
+            posix_spawn_file_actions_addopen(&actions, i, "/dev/null", O_RDWR, 0);
+        }
+    }
+    if (cwd != NULL) posix_spawn_file_actions_addchdir_np(&actions, cwd);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (new_session) flags |= POSIX_SPAWN_SETSID;
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, flags);
+    pid_t pid = -1;
+    int rc = posix_spawn(&pid, path, &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    return rc == 0 ? (int)pid : -rc;
+}
+
+int berth_shim_mount(const char *source, const char *target, const char *type, unsigned long flags, const char *data) {
+    return mount(source, target, type, flags, data) == 0 ? 0 : -errno;
+}
+
+int berth_shim_umount(const char *target, int detach) {
+    return umount2(target, detach ? MNT_DETACH : 0) == 0 ? 0 : -errno;
+}
+
+int berth_shim_block_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGPIPE);
+    return -pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+int berth_shim_wait_signal(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0) {}
+    return sig;
+}
+
+int berth_shim_pipe(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno;
+}
+
+int berth_shim_set_blocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -errno;
+    return fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 ? 0 : -errno;
+}
+
+unsigned long berth_shim_mount_flag(const char *option, int *clear) {
+    static const struct { const char *name; int clear; unsigned long flag; } table[] = {
+        {"async", 1, MS_SYNCHRONOUS}, {"atime", 1, MS_NOATIME}, {"bind", 0, MS_BIND}, {"defaults", 0, 0},
+        {"dev", 1, MS_NODEV}, {"diratime", 1, MS_NODIRATIME}, {"dirsync", 0, MS_DIRSYNC}, {"exec", 1, MS_NOEXEC},
+        {"mand", 0, MS_MANDLOCK}, {"noatime", 0, MS_NOATIME}, {"nodev", 0, MS_NODEV},
+        {"nodiratime", 0, MS_NODIRATIME}, {"noexec", 0, MS_NOEXEC}, {"nomand", 1, MS_MANDLOCK},
+        {"norelatime", 1, MS_RELATIME}, {"nostrictatime", 1, MS_STRICTATIME}, {"nosuid", 0, MS_NOSUID},
+        {"rbind", 0, MS_BIND | MS_REC}, {"relatime", 0, MS_RELATIME}, {"remount", 0, MS_REMOUNT},
+        {"ro", 0, MS_RDONLY}, {"rw", 1, MS_RDONLY}, {"strictatime", 0, MS_STRICTATIME}, {"suid", 1, MS_NOSUID},
+        {"sync", 0, MS_SYNCHRONOUS},
+    };
+    *clear = 0;
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        if (strcmp(option, table[i].name) == 0) {
+            *clear = table[i].clear;
+            return table[i].flag == 0 && strcmp(option, "defaults") == 0 ? 0 : table[i].flag;
+        }
+    }
+    *clear = -1;  // not a flag: data
+    return 0;
+}
