@@ -3,6 +3,7 @@ import BerthContentPlugin
 import BerthContentService
 import BerthCore
 import BerthDevmapperSnapshotter
+import BerthDiffService
 import BerthGCPlugin
 import BerthImagesService
 import BerthLeasesService
@@ -17,6 +18,7 @@ import BerthNativeSnapshotter
 import BerthOverlaySnapshotter
 import BerthSnapshotsService
 import BerthVersionService
+import BerthWalkingDiffer
 
 /// Every compiled-in plugin, in tie-break order for the init graph. Adding a plugin means adding its target to
 /// Package.swift and its registration here; nothing else registers plugins.
@@ -29,6 +31,8 @@ let builtins: [Registration] = [
     BerthDevmapperSnapshotter.registration,
     BerthMetadataPlugin.registration,
     BerthGCPlugin.registration,
+    BerthWalkingDiffer.registration,
+    BerthDiffService.serviceRegistration,
     BerthVersionService.registration,
     BerthIntrospectionService.registration,
     BerthNamespacesService.registration,
@@ -37,6 +41,7 @@ let builtins: [Registration] = [
     BerthImagesService.registration,
     BerthLeasesService.registration,
     BerthSnapshotsService.registration,
+    BerthDiffService.registration,
     BerthExamplePlugin.registration,
     BerthGRPCServerPlugin.registration,
 ]

@@ -1,1 +1,0 @@
-// BerthWalkingDiffer: placeholder until its first implementation lands.

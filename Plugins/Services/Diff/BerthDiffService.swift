@@ -1,1 +1,0 @@
-// BerthDiffService: placeholder until its first implementation lands.
