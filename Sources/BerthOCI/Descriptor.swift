@@ -1,7 +1,7 @@
 import BerthCore
 
 /// An OCI content descriptor: what a manifest, index or layout says about one blob.
-public struct Descriptor: Sendable, Hashable, Codable {
+public struct OCIDescriptor: Sendable, Hashable, Codable {
     public var mediaType: String
     public var digest: Digest
     public var size: Int64
@@ -9,16 +9,16 @@ public struct Descriptor: Sendable, Hashable, Codable {
     public var annotations: [String: String]?
     /// Embedded content (base64 in JSON), rarely used.
     public var data: String?
-    public var platform: Platform?
+    public var platform: OCIPlatform?
     public var artifactType: String?
     /// Fields this version does not know, kept across a round trip.
-    public var extras: [String: JSONValue] = [:]
+    public var extras: [String: OCIValue] = [:]
 
     static let known: Set<String> = ["mediaType", "digest", "size", "urls", "annotations", "data", "platform", "artifactType"]
 
     public init(
         mediaType: String, digest: Digest, size: Int64, urls: [String]? = nil, annotations: [String: String]? = nil,
-        platform: Platform? = nil, artifactType: String? = nil
+        platform: OCIPlatform? = nil, artifactType: String? = nil
     ) {
         self.mediaType = mediaType
         self.digest = digest
@@ -60,13 +60,13 @@ public struct Descriptor: Sendable, Hashable, Codable {
 }
 
 /// The platform an image runs on (OCI `platform` object). Parsing, formatting and matching are in Platforms.swift.
-public struct Platform: Sendable, Hashable, Codable, CustomStringConvertible {
+public struct OCIPlatform: Sendable, Hashable, Codable, CustomStringConvertible {
     public var os: String
     public var architecture: String
     public var variant: String?
     public var osVersion: String?
     public var osFeatures: [String]?
-    public var extras: [String: JSONValue] = [:]
+    public var extras: [String: OCIValue] = [:]
 
     static let known: Set<String> = ["architecture", "os", "os.version", "os.features", "variant"]
 
@@ -99,4 +99,28 @@ public struct Platform: Sendable, Hashable, Codable, CustomStringConvertible {
         try c.put(variant.flatMap { $0.isEmpty ? nil : $0 }, "variant")
         try c.putExtras(extras, excluding: Self.known)
     }
+}
+
+extension OCIDescriptor {
+    /// From the descriptor BerthCore's stores keep (image targets).
+    public init(_ core: Descriptor) {
+        self.init(
+            mediaType: core.mediaType, digest: core.digest, size: core.size,
+            annotations: core.annotations.isEmpty ? nil : core.annotations)
+    }
+
+    /// The descriptor BerthCore's stores keep (urls, platform and unknown fields dropped).
+    public var core: Descriptor {
+        Descriptor(mediaType: mediaType, digest: digest, size: size, annotations: annotations ?? [:])
+    }
+}
+
+extension OCIPlatform {
+    /// From BerthCore's plugin platform.
+    public init(_ core: Platform) {
+        self.init(os: core.os, architecture: core.architecture, variant: core.variant)
+    }
+
+    /// BerthCore's plugin platform.
+    public var core: Platform { Platform(os: os, architecture: architecture, variant: variant ?? "") }
 }

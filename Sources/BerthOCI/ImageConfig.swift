@@ -13,7 +13,7 @@ public struct ImageConfig: Sendable, Hashable, Codable {
     public var config: ContainerConfig?
     public var rootfs: RootFS
     public var history: [History]?
-    public var extras: [String: JSONValue] = [:]
+    public var extras: [String: OCIValue] = [:]
 
     static let known: Set<String> = [
         "created", "author", "architecture", "os", "os.version", "os.features", "variant", "config", "rootfs", "history",
@@ -33,7 +33,7 @@ public struct ImageConfig: Sendable, Hashable, Codable {
     }
 
     /// The platform this config declares.
-    public var platform: Platform { Platform(os: os, architecture: architecture, variant: variant, osVersion: osVersion) }
+    public var platform: OCIPlatform { OCIPlatform(os: os, architecture: architecture, variant: variant, osVersion: osVersion) }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: JSONKey.self)
@@ -79,7 +79,7 @@ public struct ContainerConfig: Sendable, Hashable, Codable {
     public var workingDir: String?
     public var labels: [String: String]?
     public var stopSignal: String?
-    public var extras: [String: JSONValue] = [:]
+    public var extras: [String: OCIValue] = [:]
 
     static let known: Set<String> = [
         "User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels", "StopSignal",
@@ -104,11 +104,11 @@ public struct ContainerConfig: Sendable, Hashable, Codable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: JSONKey.self)
         user = try c.value("User")
-        exposedPorts = try c.value("ExposedPorts", as: [String: JSONValue].self).map { $0.keys.sorted() }
+        exposedPorts = try c.value("ExposedPorts", as: [String: OCIValue].self).map { $0.keys.sorted() }
         env = try c.value("Env")
         entrypoint = try c.value("Entrypoint")
         cmd = try c.value("Cmd")
-        volumes = try c.value("Volumes", as: [String: JSONValue].self).map { $0.keys.sorted() }
+        volumes = try c.value("Volumes", as: [String: OCIValue].self).map { $0.keys.sorted() }
         workingDir = try c.value("WorkingDir")
         labels = try c.value("Labels")
         stopSignal = try c.value("StopSignal")
@@ -118,11 +118,11 @@ public struct ContainerConfig: Sendable, Hashable, Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: JSONKey.self)
         try c.put(user.flatMap { $0.isEmpty ? nil : $0 }, "User")
-        try c.put(exposedPorts.map { Dictionary(uniqueKeysWithValues: $0.map { ($0, JSONValue.object([:])) }) }, "ExposedPorts")
+        try c.put(exposedPorts.map { Dictionary(uniqueKeysWithValues: $0.map { ($0, OCIValue.object([:])) }) }, "ExposedPorts")
         try c.put(env, "Env")
         try c.put(entrypoint, "Entrypoint")
         try c.put(cmd, "Cmd")
-        try c.put(volumes.map { Dictionary(uniqueKeysWithValues: $0.map { ($0, JSONValue.object([:])) }) }, "Volumes")
+        try c.put(volumes.map { Dictionary(uniqueKeysWithValues: $0.map { ($0, OCIValue.object([:])) }) }, "Volumes")
         try c.put(workingDir.flatMap { $0.isEmpty ? nil : $0 }, "WorkingDir")
         try c.put(labels, "Labels")
         try c.put(stopSignal.flatMap { $0.isEmpty ? nil : $0 }, "StopSignal")
@@ -134,7 +134,7 @@ public struct ContainerConfig: Sendable, Hashable, Codable {
 public struct RootFS: Sendable, Hashable, Codable {
     public var type: String
     public var diffIDs: [Digest]
-    public var extras: [String: JSONValue] = [:]
+    public var extras: [String: OCIValue] = [:]
 
     static let known: Set<String> = ["type", "diff_ids"]
 
@@ -165,7 +165,7 @@ public struct History: Sendable, Hashable, Codable {
     public var author: String?
     public var comment: String?
     public var emptyLayer: Bool?
-    public var extras: [String: JSONValue] = [:]
+    public var extras: [String: OCIValue] = [:]
 
     static let known: Set<String> = ["created", "created_by", "author", "comment", "empty_layer"]
 

@@ -1,24 +1,24 @@
 /// Any JSON value. OCI documents carry fields this version does not know (new spec fields, vendor extensions);
-/// every Codable type in BerthOCI keeps them as `JSONValue`s so a decode/encode round trip loses nothing.
-public enum JSONValue: Sendable, Hashable, Codable {
+/// every Codable type in BerthOCI keeps them as `OCIValue`s so a decode/encode round trip loses nothing.
+public enum OCIValue: Sendable, Hashable, Codable {
     case null
     case bool(Bool)
     case int(Int64)
     case double(Double)
     case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
+    case array([OCIValue])
+    case object([String: OCIValue])
 
     public init(from decoder: any Decoder) throws {
         if var array = try? decoder.unkeyedContainer() {
-            var values: [JSONValue] = []
-            while !array.isAtEnd { values.append(try array.decode(JSONValue.self)) }
+            var values: [OCIValue] = []
+            while !array.isAtEnd { values.append(try array.decode(OCIValue.self)) }
             self = .array(values)
             return
         }
         if let object = try? decoder.container(keyedBy: JSONKey.self) {
-            var values: [String: JSONValue] = [:]
-            for key in object.allKeys { values[key.stringValue] = try object.decode(JSONValue.self, forKey: key) }
+            var values: [String: OCIValue] = [:]
+            for key in object.allKeys { values[key.stringValue] = try object.decode(OCIValue.self, forKey: key) }
             self = .object(values)
             return
         }
@@ -79,10 +79,10 @@ extension KeyedDecodingContainer where Key == JSONKey {
     }
 
     /// Every field whose name is not in `known`, kept for re-encoding.
-    func extras(excluding known: Set<String>) throws -> [String: JSONValue] {
-        var extras: [String: JSONValue] = [:]
+    func extras(excluding known: Set<String>) throws -> [String: OCIValue] {
+        var extras: [String: OCIValue] = [:]
         for key in allKeys where !known.contains(key.stringValue) {
-            extras[key.stringValue] = try decode(JSONValue.self, forKey: key)
+            extras[key.stringValue] = try decode(OCIValue.self, forKey: key)
         }
         return extras
     }
@@ -95,7 +95,7 @@ extension KeyedEncodingContainer where Key == JSONKey {
     }
 
     /// Writes back unknown fields; a known field always wins over an extra of the same name.
-    mutating func putExtras(_ extras: [String: JSONValue], excluding known: Set<String>) throws {
+    mutating func putExtras(_ extras: [String: OCIValue], excluding known: Set<String>) throws {
         for (key, value) in extras where !known.contains(key) { try encode(value, forKey: JSONKey(key)) }
     }
 }

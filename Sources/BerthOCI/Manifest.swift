@@ -5,16 +5,16 @@ public struct Manifest: Sendable, Hashable, Codable {
     public var schemaVersion: Int
     public var mediaType: String?
     public var artifactType: String?
-    public var config: Descriptor
-    public var layers: [Descriptor]
-    public var subject: Descriptor?
+    public var config: OCIDescriptor
+    public var layers: [OCIDescriptor]
+    public var subject: OCIDescriptor?
     public var annotations: [String: String]?
-    public var extras: [String: JSONValue] = [:]
+    public var extras: [String: OCIValue] = [:]
 
     static let known: Set<String> = ["schemaVersion", "mediaType", "artifactType", "config", "layers", "subject", "annotations"]
 
     public init(
-        mediaType: String? = MediaType.ociManifest, config: Descriptor, layers: [Descriptor],
+        mediaType: String? = MediaType.ociManifest, config: OCIDescriptor, layers: [OCIDescriptor],
         annotations: [String: String]? = nil
     ) {
         schemaVersion = 2
@@ -32,7 +32,7 @@ public struct Manifest: Sendable, Hashable, Codable {
         }
         mediaType = try c.value("mediaType")
         artifactType = try c.value("artifactType")
-        guard let config: Descriptor = try c.value("config") else {
+        guard let config: OCIDescriptor = try c.value("config") else {
             throw BerthError.invalidArgument("manifest without a config descriptor")
         }
         self.config = config
@@ -60,14 +60,14 @@ public struct Index: Sendable, Hashable, Codable {
     public var schemaVersion: Int
     public var mediaType: String?
     public var artifactType: String?
-    public var manifests: [Descriptor]
-    public var subject: Descriptor?
+    public var manifests: [OCIDescriptor]
+    public var subject: OCIDescriptor?
     public var annotations: [String: String]?
-    public var extras: [String: JSONValue] = [:]
+    public var extras: [String: OCIValue] = [:]
 
     static let known: Set<String> = ["schemaVersion", "mediaType", "artifactType", "manifests", "subject", "annotations"]
 
-    public init(mediaType: String? = MediaType.ociIndex, manifests: [Descriptor], annotations: [String: String]? = nil) {
+    public init(mediaType: String? = MediaType.ociIndex, manifests: [OCIDescriptor], annotations: [String: String]? = nil) {
         schemaVersion = 2
         self.mediaType = mediaType
         self.manifests = manifests

@@ -1,23 +1,23 @@
 import BerthCore
 
-/// Platform parsing, formatting, normalisation and matching as containerd 1.6's `platforms` package.
+/// OCIPlatform parsing, formatting, normalisation and matching as containerd 1.6's `platforms` package.
 public enum Platforms {
     /// The host's platform (`DefaultSpec`): linux, the build architecture, and for arm64 the variant `v8`.
-    public static var host: Platform {
+    public static var host: OCIPlatform {
         #if arch(x86_64)
-        return Platform(os: "linux", architecture: "amd64")
+        return OCIPlatform(os: "linux", architecture: "amd64")
         #elseif arch(arm64)
-        return Platform(os: "linux", architecture: "arm64", variant: "v8")
+        return OCIPlatform(os: "linux", architecture: "arm64", variant: "v8")
         #elseif arch(arm)
-        return Platform(os: "linux", architecture: "arm", variant: "v7")
+        return OCIPlatform(os: "linux", architecture: "arm", variant: "v7")
         #elseif arch(i386)
-        return Platform(os: "linux", architecture: "386")
+        return OCIPlatform(os: "linux", architecture: "386")
         #elseif arch(s390x)
-        return Platform(os: "linux", architecture: "s390x")
+        return OCIPlatform(os: "linux", architecture: "s390x")
         #elseif arch(powerpc64le)
-        return Platform(os: "linux", architecture: "ppc64le")
+        return OCIPlatform(os: "linux", architecture: "ppc64le")
         #else
-        return Platform(os: "linux", architecture: "unknown")
+        return OCIPlatform(os: "linux", architecture: "unknown")
         #endif
     }
 
@@ -25,13 +25,13 @@ public enum Platforms {
     public static var hostString: String { format(host) }
 
     /// `os/arch[/variant]` with empty parts left out; "unknown" without an OS.
-    public static func format(_ platform: Platform) -> String {
+    public static func format(_ platform: OCIPlatform) -> String {
         guard !platform.os.isEmpty else { return "unknown" }
         return [platform.os, platform.architecture, platform.variant ?? ""].filter { !$0.isEmpty }.joined(separator: "/")
     }
 
     /// Lower-cases and maps aliases: x86_64 → amd64, aarch64 → arm64 (variant 8/v8 dropped), armhf → arm/v7, …
-    public static func normalize(_ platform: Platform) -> Platform {
+    public static func normalize(_ platform: OCIPlatform) -> OCIPlatform {
         var result = platform
         result.os = normalizeOS(platform.os)
         let (architecture, variant) = normalizeArch(platform.architecture, platform.variant ?? "")
@@ -41,7 +41,7 @@ public enum Platforms {
     }
 
     /// Parses a `--platform` specifier: `os`, `arch`, `os/arch` or `os/arch/variant`.
-    public static func parse(_ specifier: String) throws(BerthError) -> Platform {
+    public static func parse(_ specifier: String) throws(BerthError) -> OCIPlatform {
         if specifier.contains("*") {
             throw .invalidArgument("\"\(specifier)\": wildcards not yet supported")
         }
@@ -55,24 +55,24 @@ public enum Platforms {
         case 1:
             let os = normalizeOS(parts[0])
             if knownOS.contains(os) {
-                var platform = Platform(os: os, architecture: host.architecture)
+                var platform = OCIPlatform(os: os, architecture: host.architecture)
                 if host.architecture == "arm", host.variant != "v7" { platform.variant = host.variant }
                 return platform
             }
             var (architecture, variant) = normalizeArch(parts[0], "")
             if architecture == "arm", variant == "v7" { variant = "" }
             if knownArch.contains(architecture) {
-                return Platform(os: host.os, architecture: architecture, variant: variant)
+                return OCIPlatform(os: host.os, architecture: architecture, variant: variant)
             }
             throw .invalidArgument("\"\(specifier)\": unknown operating system or architecture")
         case 2:
             var (architecture, variant) = normalizeArch(parts[1], "")
             if architecture == "arm", variant == "v7" { variant = "" }
-            return Platform(os: normalizeOS(parts[0]), architecture: architecture, variant: variant)
+            return OCIPlatform(os: normalizeOS(parts[0]), architecture: architecture, variant: variant)
         case 3:
             var (architecture, variant) = normalizeArch(parts[1], parts[2])
             if architecture == "arm64", variant.isEmpty { variant = "v8" }
-            return Platform(os: normalizeOS(parts[0]), architecture: architecture, variant: variant)
+            return OCIPlatform(os: normalizeOS(parts[0]), architecture: architecture, variant: variant)
         default:
             throw .invalidArgument("\"\(specifier)\": cannot parse platform specifier")
         }
@@ -132,26 +132,26 @@ public enum Platforms {
 
     /// The platforms a host of `platform` can run, best first (`platformVector`): amd64/v3 → v2, v1, 386;
     /// arm/v7 → v6, v5; arm64 → arm/v8 … v5.
-    static func vector(_ platform: Platform) -> [Platform] {
+    static func vector(_ platform: OCIPlatform) -> [OCIPlatform] {
         var result = [platform]
         let variantNumber = Int((platform.variant ?? "").dropFirst((platform.variant ?? "").hasPrefix("v") ? 1 : 0))
         switch platform.architecture {
         case "amd64":
             if let version = variantNumber, version > 1 {
                 for lower in stride(from: version - 1, through: 1, by: -1) {
-                    result.append(Platform(os: platform.os, architecture: "amd64", variant: "v\(lower)", osVersion: platform.osVersion))
+                    result.append(OCIPlatform(os: platform.os, architecture: "amd64", variant: "v\(lower)", osVersion: platform.osVersion))
                 }
             }
-            result.append(Platform(os: platform.os, architecture: "386", osVersion: platform.osVersion))
+            result.append(OCIPlatform(os: platform.os, architecture: "386", osVersion: platform.osVersion))
         case "arm":
             if let version = variantNumber, version > 5 {
                 for lower in stride(from: version - 1, through: 5, by: -1) {
-                    result.append(Platform(os: platform.os, architecture: "arm", variant: "v\(lower)", osVersion: platform.osVersion))
+                    result.append(OCIPlatform(os: platform.os, architecture: "arm", variant: "v\(lower)", osVersion: platform.osVersion))
                 }
             }
         case "arm64":
             let variant = platform.variant ?? "v8"
-            result += vector(Platform(os: platform.os, architecture: "arm", variant: variant, osVersion: platform.osVersion))
+            result += vector(OCIPlatform(os: platform.os, architecture: "arm", variant: variant, osVersion: platform.osVersion))
         default:
             break
         }
@@ -162,8 +162,8 @@ public enum Platforms {
 /// Chooses platforms from an index: `matches` filters, `less` orders best first (containerd's `MatchComparer`).
 public struct PlatformMatcher: Sendable {
     enum Kind: Sendable {
-        case ordered([Platform])
-        case any([Platform])
+        case ordered([OCIPlatform])
+        case any([OCIPlatform])
         case all
     }
 
@@ -175,22 +175,22 @@ public struct PlatformMatcher: Sendable {
     public static let all = PlatformMatcher(kind: .all)
 
     /// `platform` and the platforms it can also run, in preference order (`platforms.Only`).
-    public static func only(_ platform: Platform) -> PlatformMatcher {
+    public static func only(_ platform: OCIPlatform) -> PlatformMatcher {
         PlatformMatcher(kind: .ordered(Platforms.vector(Platforms.normalize(platform)).map(Platforms.normalize)))
     }
 
     /// Exactly `platform` after normalisation (`platforms.OnlyStrict`).
-    public static func onlyStrict(_ platform: Platform) -> PlatformMatcher {
+    public static func onlyStrict(_ platform: OCIPlatform) -> PlatformMatcher {
         PlatformMatcher(kind: .ordered([Platforms.normalize(platform)]))
     }
 
     /// These platforms, earlier ones preferred (`platforms.Ordered`).
-    public static func ordered(_ platforms: [Platform]) -> PlatformMatcher {
+    public static func ordered(_ platforms: [OCIPlatform]) -> PlatformMatcher {
         PlatformMatcher(kind: .ordered(platforms.map(Platforms.normalize)))
     }
 
     /// Any of these platforms, none preferred over another (`platforms.Any`).
-    public static func any(_ platforms: [Platform]) -> PlatformMatcher {
+    public static func any(_ platforms: [OCIPlatform]) -> PlatformMatcher {
         PlatformMatcher(kind: .any(platforms.map(Platforms.normalize)))
     }
 
@@ -198,18 +198,18 @@ public struct PlatformMatcher: Sendable {
     public static func from(specifiers: [String], allPlatforms: Bool = false) throws(BerthError) -> PlatformMatcher {
         if allPlatforms { return .all }
         if specifiers.isEmpty { return .default }
-        var platforms: [Platform] = []
+        var platforms: [OCIPlatform] = []
         for specifier in specifiers { platforms.append(try Platforms.parse(specifier)) }
         return platforms.count == 1 ? .only(platforms[0]) : .any(platforms)
     }
 
-    static func same(_ wanted: Platform, _ candidate: Platform) -> Bool {
+    static func same(_ wanted: OCIPlatform, _ candidate: OCIPlatform) -> Bool {
         let normalized = Platforms.normalize(candidate)
         return wanted.os == normalized.os && wanted.architecture == normalized.architecture
             && (wanted.variant ?? "") == (normalized.variant ?? "")
     }
 
-    public func matches(_ platform: Platform) -> Bool {
+    public func matches(_ platform: OCIPlatform) -> Bool {
         switch kind {
         case .all: return true
         case .ordered(let list), .any(let list): return list.contains { Self.same($0, platform) }
@@ -217,7 +217,7 @@ public struct PlatformMatcher: Sendable {
     }
 
     /// True when `a` is preferred over `b`.
-    public func less(_ a: Platform, _ b: Platform) -> Bool {
+    public func less(_ a: OCIPlatform, _ b: OCIPlatform) -> Bool {
         switch kind {
         case .all:
             return false
@@ -238,7 +238,7 @@ public struct PlatformMatcher: Sendable {
 
     /// The descriptors of an index this matcher accepts, best first (stable; a descriptor without a platform is
     /// kept and sorts after those with one), as containerd's `FilterPlatforms` + `LimitManifests` order them.
-    public func select(_ descriptors: [Descriptor]) -> [Descriptor] {
+    public func select(_ descriptors: [OCIDescriptor]) -> [OCIDescriptor] {
         let kept = descriptors.enumerated().filter { $0.element.platform.map(matches) ?? true }
         return kept.sorted { x, y in
             switch (x.element.platform, y.element.platform) {
