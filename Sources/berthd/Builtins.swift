@@ -1,5 +1,6 @@
 import BerthBtrfsSnapshotter
 import BerthContentPlugin
+import BerthContainersService
 import BerthContentService
 import BerthCore
 import BerthDevmapperSnapshotter
@@ -16,7 +17,9 @@ import BerthMetadataPlugin
 import BerthNamespacesService
 import BerthNativeSnapshotter
 import BerthOverlaySnapshotter
+import BerthRuntimeV2
 import BerthSnapshotsService
+import BerthTasksService
 import BerthVersionService
 import BerthWalkingDiffer
 
@@ -42,6 +45,9 @@ let builtins: [Registration] = [
     BerthLeasesService.registration,
     BerthSnapshotsService.registration,
     BerthDiffService.registration,
+    BerthRuntimeV2.registration,
+    BerthContainersService.registration,
+    BerthTasksService.registration,
     BerthExamplePlugin.registration,
     BerthGRPCServerPlugin.registration,
 ]
