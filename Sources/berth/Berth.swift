@@ -17,7 +17,8 @@ struct Berth: AsyncParsableCommand {
         abstract: "Command-line client for berthd (and any daemon serving containerd's API).",
         subcommands: [
             VersionCommand.self, Plugins.self, Namespaces.self, Events.self, Content.self, Leases.self, Images.self,
-            Snapshots.self,
+            Snapshots.self, RunCommand.self, ExecCommand.self, PsCommand.self, KillCommand.self, RmCommand.self,
+            PauseCommand.self, ResumeCommand.self, StatsCommand.self, Containers.self, Tasks.self,
         ])
 }
 

@@ -1,0 +1,154 @@
+import Foundation
+import Testing
+
+/// A one-layer busybox OCI archive (busybox-static with a few applet links, root and nobody users), built once per
+/// test process with tar, gzip and sha256sum; `ctr images import` reads it as docker.io/library/busybox:latest.
+let runTestImage: Result<String, any Error> = Result {
+    let dir = "/tmp/berth-run-image-\(getpid())"
+    let archive = dir + "/busybox.tar"
+    if FileManager.default.fileExists(atPath: archive) { return archive }
+    let script = #"""
+        set -eu
+        work=$1; out=$2
+        root=$work/rootfs; layout=$work/layout
+        mkdir -p "$root"/bin "$root"/etc "$root"/tmp "$root"/proc "$root"/sys "$root"/dev "$root"/root "$layout/blobs/sha256"
+        chmod 1777 "$root/tmp"
+        cp /bin/busybox "$root/bin/busybox"
+        for a in sh echo true false sleep cat id ls env pwd hostname printf wc head mkdir rm touch ps kill tty grep unshare stat; do
+          ln -s busybox "$root/bin/$a"
+        done
+        printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+        printf 'root:x:0:\nnogroup:x:65534:\nstaff:x:50:nobody\n' >"$root/etc/group"
+        blob() { s=$(sha256sum "$1" | cut -d' ' -f1); z=$(stat -c %s "$1"); mv "$1" "$layout/blobs/sha256/$s"; echo "sha256:$s $z"; }
+        tar -C "$root" --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -cf "$work/layer.tar" .
+        diff=sha256:$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+        gzip -n "$work/layer.tar"
+        read -r ld ls < <(blob "$work/layer.tar.gz")
+        arch=$(dpkg --print-architecture)
+        printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/root"},"rootfs":{"type":"layers","diff_ids":["%s"]}}' "$arch" "$diff" >"$work/config.json"
+        read -r cd cs < <(blob "$work/config.json")
+        printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%s}]}' "$cd" "$cs" "$ld" "$ls" >"$work/manifest.json"
+        read -r md ms < <(blob "$work/manifest.json")
+        printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{"architecture":"%s","os":"linux"},"annotations":{"io.containerd.image.name":"docker.io/library/busybox:latest","org.opencontainers.image.ref.name":"latest"}}]}' "$md" "$ms" "$arch" >"$layout/index.json"
+        printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
+        tar -C "$layout" -cf "$out" oci-layout index.json blobs
+        rm -rf "$root" "$layout"
+        """#
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let result = try execute("/bin/bash", ["-c", script, "build", dir, archive])
+    guard result.succeeded else { throw RunTestFailure("building the busybox image failed: \(result.stderr)") }
+    return archive
+}
+
+struct RunTestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Debian's containerd 1.6 on its own root, state and socket (CRI disabled), the reference daemon for `berth run`.
+final class ReferenceContainerd: @unchecked Sendable {
+    let directory: String
+    let socket: String
+    let process = Process()
+
+    init() throws {
+        directory = "/tmp/berth-run-ctd-\(UUID().uuidString.prefix(8))"
+        socket = directory + "/containerd.sock"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try """
+            version = 2
+            root = "\(directory)/root"
+            state = "\(directory)/state"
+            disabled_plugins = ["io.containerd.grpc.v1.cri"]
+            [grpc]
+              address = "\(socket)"
+            [ttrpc]
+              address = "\(socket).ttrpc"
+            """.write(toFile: directory + "/config.toml", atomically: true, encoding: .utf8)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/containerd")
+        process.arguments = ["--config", directory + "/config.toml"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(20)
+        while !isLive(socket) {
+            guard Date() < deadline, process.isRunning else { throw RunTestFailure("containerd did not start") }
+            usleep(20_000)
+        }
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        // Snapshot mounts left by a failed test would keep the directory busy.
+        _ = try? execute("/bin/sh", ["-c", "grep -o ' \(directory)[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l"])
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// One daemon (containerd or berthd) and a namespace of its own, with the busybox image imported.
+struct RunTarget {
+    let socket: String
+    let namespace: String
+
+    init(socket: String) throws {
+        self.socket = socket
+        namespace = "run-\(UUID().uuidString.prefix(8).lowercased())"
+        let imported = try ctr(["images", "import", try runTestImage.get()], timeout: 60)
+        guard imported.succeeded else { throw RunTestFailure("import failed: \(imported.stderr)") }
+    }
+
+    func berth(_ arguments: [String], stdin: String? = nil, timeout: Double = 60) throws -> CommandResult {
+        try executeWithInput(
+            binDirectory + "/berth", ["--address", socket, "--namespace", namespace] + arguments, stdin: stdin,
+            timeout: timeout)
+    }
+
+    func ctr(_ arguments: [String], timeout: Double = 30) throws -> CommandResult {
+        try execute(ctrPath, ["--address", socket, "--namespace", namespace] + arguments, timeout: timeout)
+    }
+
+    /// Polls `ctr tasks ls` until the task shows `status` (or the deadline passes).
+    func waitForTask(_ id: String, _ status: String, timeout: Double = 15) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let line = try ctr(["tasks", "ls"]).stdout.split(separator: "\n").first { $0.hasPrefix(id + " ") }
+            if line?.hasSuffix(status) == true { return true }
+            usleep(50_000)
+        }
+        return false
+    }
+
+    /// Removes everything the test left in its namespace.
+    func cleanUp() {
+        for id in (try? ctr(["containers", "ls", "-q"]).stdout.split(separator: "\n").map(String.init)) ?? [] {
+            _ = try? ctr(["tasks", "kill", "-s", "KILL", id])
+            usleep(100_000)
+            _ = try? ctr(["tasks", "rm", "-f", id])
+            _ = try? ctr(["containers", "rm", id])
+        }
+    }
+}
+
+/// Runs containerd for `body` and always stops it.
+func withReferenceContainerd<T>(_ body: (RunTarget) throws -> T) throws -> T {
+    let containerd = try ReferenceContainerd()
+    defer { containerd.stop() }
+    let target = try RunTarget(socket: containerd.socket)
+    defer { target.cleanUp() }
+    return try body(target)
+}
+
+/// Like `execute`, with `stdin` written to the program (closed after it).
+func executeWithInput(_ path: String, _ arguments: [String], stdin: String?, timeout: Double) throws -> CommandResult {
+    guard let stdin else { return try execute(path, arguments, timeout: timeout) }
+    let file = "/tmp/berth-run-stdin-\(UUID().uuidString)"
+    try stdin.write(toFile: file, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(atPath: file) }
+    let quoted = ([path] + arguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+    return try execute("/bin/sh", ["-c", quoted.joined(separator: " ") + " < '\(file)'"], timeout: timeout)
+}

@@ -1,0 +1,216 @@
+import Foundation
+import Testing
+
+/// `berth run` and friends, driven against Debian's containerd 1.6 (the same API berthd serves).
+@Suite(.serialized) struct RunTests {
+    @Test func runPrintsAndRemoves() throws {
+        try withReferenceContainerd { t in try RunScenarios.runPrintsAndRemoves(t) }
+    }
+
+    @Test func exitCodesPropagate() throws {
+        try withReferenceContainerd { t in try RunScenarios.exitCodesPropagate(t) }
+    }
+
+    @Test func detachedLifecycle() throws {
+        try withReferenceContainerd { t in try RunScenarios.detachedLifecycle(t) }
+    }
+
+    @Test func specFlagsTakeEffect() throws {
+        try withReferenceContainerd { t in try RunScenarios.specFlagsTakeEffect(t) }
+    }
+
+    @Test func seccompBlocksSyscalls() throws {
+        try withReferenceContainerd { t in try RunScenarios.seccompBlocksSyscalls(t) }
+    }
+
+    @Test func stdinAndTerminal() throws {
+        try withReferenceContainerd { t in try RunScenarios.stdinAndTerminal(t) }
+    }
+
+    @Test func pauseResumeStats() throws {
+        try withReferenceContainerd { t in try RunScenarios.pauseResumeStats(t) }
+    }
+
+    @Test func errorsAreClear() throws {
+        try withReferenceContainerd { t in try RunScenarios.errorsAreClear(t) }
+    }
+}
+
+/// The scenarios, each against any daemon serving containerd's API.
+enum RunScenarios {
+    static func runPrintsAndRemoves(_ t: RunTarget) throws {
+        let run = try t.berth(["run", "--rm", "busybox", "echo", "hello"])
+        #expect(run.succeeded, "\(run.stderr)")
+        #expect(run.stdout == "hello\n")
+        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+        #expect(try t.ctr(["tasks", "ls", "-q"]).stdout.isEmpty)
+        let snapshots = try t.ctr(["snapshots", "ls"]).stdout
+        #expect(snapshots.split(separator: "\n").filter { $0.contains("Active") }.isEmpty, "\(snapshots)")
+        // The image's CMD and WorkingDir apply when no command is given; stderr is kept apart.
+        let cwd = try t.berth(["run", "--rm", "docker.io/library/busybox:latest", "sh", "-c", "pwd; echo oops >&2"])
+        #expect(cwd.stdout == "/root\n")
+        #expect(cwd.stderr == "oops\n")
+        // Without --rm the container stays, stopped, and ctr can remove it.
+        let kept = try t.berth(["run", "--name", "kept", "busybox", "true"])
+        #expect(kept.succeeded, "\(kept.stderr)")
+        #expect(try t.ctr(["containers", "ls", "-q"]).stdout == "kept\n")
+        #expect(try t.ctr(["containers", "rm", "kept"]).succeeded)
+    }
+
+    static func exitCodesPropagate(_ t: RunTarget) throws {
+        #expect(try t.berth(["run", "--rm", "busybox", "sh", "-c", "exit 7"]).status == 7)
+        #expect(try t.berth(["run", "--rm", "busybox", "false"]).status == 1)
+        // A process killed by a signal reports 128 + signal, as ctr does.
+        #expect(try t.berth(["run", "--rm", "busybox", "sh", "-c", "kill -9 $$"]).status == 137)
+        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+    }
+
+    static func detachedLifecycle(_ t: RunTarget) throws {
+        let started = try t.berth(["run", "-d", "--name", "web", "busybox", "sleep", "300"])
+        #expect(started.succeeded, "\(started.stderr)")
+        #expect(started.stdout == "web\n")
+        #expect(try t.waitForTask("web", "RUNNING"))
+        let ps = try t.berth(["ps"])
+        #expect(ps.stdout.contains("web") && ps.stdout.contains("RUNNING") && ps.stdout.contains("sleep 300"), "\(ps.stdout)")
+        #expect(try t.berth(["ps", "-q"]).stdout == "web\n")
+        #expect(try t.berth(["containers", "ls", "-q"]).stdout == "web\n")
+        #expect(try t.berth(["tasks", "ls"]).stdout.contains("RUNNING"))
+        let info = try t.berth(["containers", "info", "--spec", "web"])
+        #expect(info.stdout.contains("\"SCMP_ACT_ERRNO\""), "default seccomp profile expected")
+
+        let exec = try t.berth(["exec", "web", "sh", "-c", "echo in-$(hostname) ; id -u"])
+        #expect(exec.succeeded, "\(exec.stderr)")
+        #expect(exec.stdout.hasPrefix("in-") && exec.stdout.hasSuffix("\n0\n"), "\(exec.stdout)")
+        #expect(try t.berth(["exec", "web", "sh", "-c", "exit 3"]).status == 3)
+        let asNobody = try t.berth(["exec", "--user", "65534:65534", "-e", "X=1", "web", "sh", "-c", "echo $X $(id -u)"])
+        #expect(asNobody.stdout == "1 65534\n", "\(asNobody.stderr)")
+        let pids = try t.berth(["tasks", "ps", "web"])
+        #expect(pids.stdout.split(separator: "\n").count >= 2, "\(pids.stdout)")
+
+        // rm refuses a running task without -f.
+        let refused = try t.berth(["rm", "web"])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("running"), "\(refused.stderr)")
+
+        #expect(try t.berth(["kill", "-s", "KILL", "web"]).succeeded)
+        #expect(try t.waitForTask("web", "STOPPED"))
+        #expect(try t.berth(["ps"]).stdout.contains("web") == false)
+        #expect(try t.berth(["ps", "-a"]).stdout.contains("STOPPED"))
+        let removed = try t.berth(["rm", "web"])
+        #expect(removed.succeeded, "\(removed.stderr)")
+        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+
+        // rm -f kills a running one; ctr sees berth's containers and the other way round.
+        #expect(try t.berth(["run", "-d", "--name", "db", "busybox", "sleep", "300"]).succeeded)
+        #expect(try t.ctr(["tasks", "ls"]).stdout.contains("RUNNING"))
+        #expect(try t.berth(["rm", "-f", "db"]).succeeded)
+        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+        #expect(try t.ctr(["snapshots", "ls"]).stdout.contains("db") == false)
+    }
+
+    static func specFlagsTakeEffect(_ t: RunTarget) throws {
+        let env = try t.berth(["run", "--rm", "-e", "FOO=bar", "--env", "PATH=/bin", "busybox", "sh", "-c", "echo $FOO $PATH"])
+        #expect(env.stdout == "bar /bin\n", "\(env.stderr)")
+        let user = try t.berth(["run", "--rm", "--user", "nobody", "busybox", "sh", "-c", "id -u; id -g; id -G"])
+        #expect(user.stdout == "65534\n65534\n65534 50\n", "\(user.stderr)")
+        let numeric = try t.berth(["run", "--rm", "-u", "1234:5678", "busybox", "sh", "-c", "echo $(id -u):$(id -g)"])
+        #expect(numeric.stdout == "1234:5678\n")
+        let readOnly = try t.berth(["run", "--rm", "--read-only", "busybox", "touch", "/x"])
+        #expect(readOnly.status != 0)
+        #expect(readOnly.stderr.contains("Read-only file system"), "\(readOnly.stderr)")
+        #expect(try t.berth(["run", "--rm", "busybox", "touch", "/x"]).succeeded)
+        let host = try t.berth(["run", "--rm", "--hostname", "boxy", "-w", "/tmp", "busybox", "sh", "-c", "hostname; pwd"])
+        #expect(host.stdout == "boxy\n/tmp\n")
+        let noNet = try t.berth(["run", "--rm", "busybox", "ls", "/sys/class/net"])
+        #expect(noNet.stdout == "lo\n", "\(noNet.stdout)")
+        let hostNet = try t.berth(["run", "--rm", "--net", "host", "busybox", "ls", "/sys/class/net"])
+        #expect(hostNet.stdout.split(separator: "\n").count > 1, "\(hostNet.stdout)")
+
+        let dir = "/tmp/berth-run-bind-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "from-host".write(toFile: dir + "/f", atomically: true, encoding: .utf8)
+        let bind = try t.berth([
+            "run", "--rm", "--mount", "type=bind,src=\(dir),dst=/data,options=rbind:ro", "busybox", "sh", "-c",
+            "cat /data/f; touch /data/g",
+        ])
+        #expect(bind.stdout == "from-host")
+        #expect(bind.status != 0)
+
+        // Capabilities: the default set lacks NET_ADMIN; --cap-add gives it, --cap-drop takes CHOWN away.
+        func capEff(_ flags: [String]) throws -> UInt64 {
+            let out = try t.berth(["run", "--rm"] + flags + ["busybox", "grep", "CapEff", "/proc/self/status"]).stdout
+            return UInt64(out.split(separator: "\t").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "", radix: 16) ?? 0
+        }
+        let plain = try capEff([])
+        #expect(plain == 0x00000000a80425fb, String(plain, radix: 16))
+        #expect(try capEff(["--cap-add", "NET_ADMIN"]) == plain | (1 << 12))
+        #expect(try capEff(["--cap-drop", "CAP_CHOWN"]) == plain & ~1)
+        #expect(try capEff(["--privileged"]) & (1 << 21) != 0)  // CAP_SYS_ADMIN
+
+        let limits = try t.berth(["run", "-d", "--name", "lim", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "30", "busybox", "sleep", "60"])
+        #expect(limits.succeeded, "\(limits.stderr)")
+        let spec = try t.ctr(["containers", "info", "lim"]).stdout
+        #expect(spec.contains("\"limit\": 67108864") && spec.contains("\"quota\": 50000") && spec.contains("\"limit\": 30"), "\(spec)")
+        #expect(try t.berth(["rm", "-f", "lim"]).succeeded)
+    }
+
+    static func seccompBlocksSyscalls(_ t: RunTarget) throws {
+        let confined = try t.berth(["run", "--rm", "busybox", "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true"])
+        #expect(confined.stdout.contains("Seccomp:\t2"), "\(confined.stdout)")
+        #expect(confined.status != 0)
+        #expect(confined.stderr.contains("Operation not permitted"), "\(confined.stderr)")
+        let free = try t.berth(["run", "--rm", "--no-seccomp", "busybox", "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true"])
+        #expect(free.stdout.contains("Seccomp:\t0"), "\(free.stdout)")
+        #expect(free.succeeded, "\(free.stderr)")
+        // clone3 answers ENOSYS so libcs fall back to clone; the default profile still allows plain fork/exec.
+        #expect(try t.berth(["run", "--rm", "busybox", "sh", "-c", "true | cat"]).succeeded)
+    }
+
+    static func stdinAndTerminal(_ t: RunTarget) throws {
+        let echo = try t.berth(["run", "--rm", "-i", "busybox", "sh", "-c", "wc -l"], stdin: "a\nb\nc\n")
+        #expect(echo.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "3", "\(echo.stderr)")
+        // Without -i the process gets no stdin (EOF at once).
+        let none = try t.berth(["run", "--rm", "busybox", "cat"], stdin: "ignored")
+        #expect(none.succeeded && none.stdout.isEmpty)
+        // With -t under a pseudo-terminal (script(1)), the process sees a tty and TERM.
+        let command = "\(binDirectory)/berth --address \(t.socket) --namespace \(t.namespace) run --rm -t busybox sh -c 'tty; echo $TERM'"
+        let tty = try execute("/usr/bin/script", ["-qec", command, "/dev/null"])
+        #expect(tty.stdout.contains("/dev/pts/") && tty.stdout.contains("xterm"), "\(tty.stdout) \(tty.stderr)")
+        #expect(tty.succeeded)
+    }
+
+    static func pauseResumeStats(_ t: RunTarget) throws {
+        #expect(try t.berth(["run", "-d", "--name", "p", "busybox", "sleep", "300"]).succeeded)
+        #expect(try t.berth(["pause", "p"]).succeeded)
+        #expect(try t.waitForTask("p", "PAUSED"))
+        #expect(try t.berth(["ps"]).stdout.contains("PAUSED"))
+        #expect(try t.berth(["resume", "p"]).succeeded)
+        #expect(try t.waitForTask("p", "RUNNING"))
+        let stats = try t.berth(["stats", "p"])
+        #expect(stats.succeeded, "\(stats.stderr)")
+        let row = stats.stdout.split(separator: "\n").last ?? ""
+        #expect(row.hasPrefix("p ") && row.contains("KiB") || row.contains("MiB"), "\(stats.stdout)")
+        let json = try t.berth(["stats", "--format", "json", "p"])
+        let list = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
+        let metrics = list?.first?["metrics"] as? [String: Any]
+        #expect((metrics?["pids"] as? Int) == 1, "\(json.stdout)")
+        #expect(try t.berth(["tasks", "kill", "p"]).succeeded)  // SIGTERM: sleep as pid 1 ignores it
+        #expect(try t.berth(["rm", "-f", "p"]).succeeded)
+    }
+
+    static func errorsAreClear(_ t: RunTarget) throws {
+        let missing = try t.berth(["run", "--rm", "nosuchimage", "true"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("not found"), "\(missing.stderr)")
+        let badUser = try t.berth(["run", "--rm", "--user", "ghost", "busybox", "true"])
+        #expect(badUser.status != 0)
+        #expect(badUser.stderr.contains("ghost"), "\(badUser.stderr)")
+        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+        let badCommand = try t.berth(["run", "--rm", "busybox", "/no/such/binary"])
+        #expect(badCommand.status != 0)
+        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+        #expect(try t.berth(["run", "--rm", "-d", "busybox"]).status != 0)
+        #expect(try t.berth(["exec", "nope", "true"]).status != 0)
+    }
+}
