@@ -12,7 +12,8 @@ public struct LeaseView: LeaseManager {
     public func create(id: String, labels: [String: String]) async throws(BerthError) -> Lease {
         let namespace = try RequestContext.requireNamespace()
         let id = id.isEmpty ? Self.generatedLeaseID() : id
-        try Identifiers.validate(id)
+        // No identifier grammar for lease ids, as containerd: ctr's random ids (`<nanos>-<base64url>`) may end
+        // in '-' or hold "--".
         try Labels.validate(labels)
         let lease = try await store.write { db in
             let now = Date().timeIntervalSince1970
