@@ -1,0 +1,149 @@
+import BerthAPI
+import BerthGRPC
+import Foundation
+import Testing
+
+/// kill -9 berthd with containers running (some exiting while it is down), restart it on the same root and state:
+/// tasks come back with the right state, exits are delivered through Wait and events, output written while the
+/// daemon was down is kept, and removing everything leaves no shim, runc state or bundle behind.
+@Suite(.serialized, .enabled(if: TaskTestSupport.available)) struct RestartTests {
+    typealias S = TaskTestSupport
+
+    /// Wait through the Tasks API (ctr has no command that only waits).
+    func wait(_ socket: String, namespace: String, id: String) async throws -> UInt32 {
+        try await BerthConnection.with(address: socket, namespace: namespace) { c in
+            var request = Containerd_Services_Tasks_V1_WaitRequest()
+            request.containerID = id
+            return try await Containerd_Services_Tasks_V1_Tasks.Client(wrapping: c.client)
+                .wait(request, metadata: c.metadata).exitStatus
+        }
+    }
+
+    @Test func killNineWithTwentyContainersThenRecover() async throws {
+        let namespace = "restart-\(UInt32.random(in: 0..<1_000_000))"
+        let first = try await S.offPool { try Daemon(extra: S.runtimeConfig) }
+        defer {
+            S.cleanup(first, namespace: namespace)
+            first.remove()
+        }
+        let rootfs = try S.makeRootfs(in: first.directory)
+        let logs = first.directory + "/logs"
+        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        // 8 sleepers, 6 that exit (status 5) while the daemon is down, 4 writers that print while it is down and
+        // exit 0, 2 that exit after the restart (status 6). Marker files in the shared rootfs say when.
+        let waitFor = { (marker: String) in "while [ ! -e /tmp/\(marker) ]; do sleep 0.1; done; " }
+        var kinds: [String: (args: [String], exit: UInt32?)] = [:]
+        for i in 0..<8 { kinds["sleep\(i)"] = (["/bin/sleep", "1000"], nil) }
+        for i in 0..<6 { kinds["down\(i)"] = (["/bin/sh", "-c", waitFor("down") + "exit 5"], 5) }
+        for i in 0..<4 {
+            kinds["write\(i)"] = (["/bin/sh", "-c", waitFor("down") + "for i in $(seq 1 20); do echo line$i; done"], 0)
+        }
+        for i in 0..<2 { kinds["late\(i)"] = (["/bin/sh", "-c", waitFor("late") + "exit 6"], 6) }
+        for (id, kind) in kinds.sorted(by: { $0.key < $1.key }) {
+            let args = ["run", "-d", "--log-uri", "file://\(logs)/\(id).log", "--rootfs", rootfs, id] + kind.args
+            let r = try await S.offPool { try first.ctr(args, namespace: namespace) }
+            #expect(r.succeeded, "\(id): \(r.stderr)")
+        }
+        let running = try await S.offPool { try S.tasks(first, namespace: namespace) }
+        #expect(running.count == 20, "\(running)")
+        let shimsBefore = S.shimPids(first)
+        #expect(shimsBefore.count == 20)
+
+        kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+        // Now the "down" and "write" containers finish, while no daemon runs.
+        FileManager.default.createFile(atPath: rootfs + "/tmp/down", contents: nil)
+        let finished = kinds.keys.filter { $0.hasPrefix("down") || $0.hasPrefix("write") }.compactMap { running[$0]?.pid }
+            .compactMap(Int32.init)
+        let allExited = try await S.eventually(30) { finished.allSatisfy { kill($0, 0) != 0 } }
+        #expect(allExited)
+
+        let second = try await S.offPool { try Daemon(directory: first.directory) }
+        defer { second.stop() }
+        let events = try Capture(ctrPath, ["--address", second.socket, "events"])
+        defer { events.stop() }
+        let after = try await S.offPool { try S.tasks(second, namespace: namespace) }
+        #expect(after.count == 20, "\(after)\n\(second.logText.suffix(3000))")
+        for (id, kind) in kinds {
+            let expected = id.hasPrefix("sleep") || id.hasPrefix("late") ? "RUNNING" : "STOPPED"
+            #expect(after[id]?.status == expected, "\(id): \(String(describing: after[id]))")
+            if let pid = after[id]?.pid { #expect(pid == running[id]?.pid, "\(id) changed pid") }
+            if let code = kind.exit, !id.hasPrefix("late") {
+                let status = try await wait(second.socket, namespace: namespace, id: id)
+                #expect(status == code, "\(id)")
+            }
+        }
+        // Output written while the daemon was down is all there.
+        for i in 0..<4 {
+            let text = (try? String(contentsOfFile: "\(logs)/write\(i).log", encoding: .utf8)) ?? ""
+            #expect(text == (1...20).map { "line\($0)\n" }.joined(), "write\(i): \(text)")
+        }
+        // Exits after the restart arrive through the reconnected shims: Wait answers and /tasks/exit is published.
+        var probes = 0
+        while !events.text.contains("/namespaces/create") && probes < 50 {
+            probes += 1
+            let name = "probe\(probes)"
+            _ = try await S.offPool { try second.ctr(["namespaces", "create", name]) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        FileManager.default.createFile(atPath: rootfs + "/tmp/late", contents: nil)
+        for i in 0..<2 {
+            let status = try await wait(second.socket, namespace: namespace, id: "late\(i)")
+            #expect(status == 6)
+        }
+        let lateEvents = try await S.eventually(10) { events.text.contains("\"container_id\":\"late1\"") && events.text.contains("\"container_id\":\"late0\"") }
+        #expect(lateEvents, "\(events.text)")
+
+        // Remove everything: no shim, runc state, bundle or cgroup is left.
+        for id in kinds.keys {
+            _ = try await S.offPool { try second.ctr(["tasks", "kill", "-s", "KILL", id], namespace: namespace) }
+        }
+        for id in kinds.keys {
+            let stopped = try await S.eventually { try S.tasks(second, namespace: namespace)[id]?.status == "STOPPED" }
+            #expect(stopped, "\(id)")
+            let rm = try await S.offPool { try second.ctr(["tasks", "rm", id], namespace: namespace) }
+            #expect(rm.succeeded, "\(id): \(rm.stderr)")
+            #expect(try await S.offPool { try second.ctr(["containers", "rm", id], namespace: namespace) }.succeeded)
+        }
+        let noShims = try await S.eventually { S.shimPids(second).isEmpty }
+        #expect(noShims, "\(S.shimPids(second))")
+        let bundles = second.directory + "/state/io.containerd.runtime.v2.task/\(namespace)"
+        let noBundles = try await S.eventually { ((try? FileManager.default.contentsOfDirectory(atPath: bundles)) ?? []).isEmpty }
+        #expect(noBundles)
+        let runcState = (try? FileManager.default.contentsOfDirectory(atPath: "/run/containerd/runc/\(namespace)")) ?? []
+        #expect(runcState.isEmpty, "\(runcState)")
+        let cgroups = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup/pids/\(namespace)")) ?? []
+        #expect(cgroups.isEmpty, "\(cgroups)")
+    }
+
+    @Test func deadShimIsCleanedUpOnRestart() async throws {
+        let namespace = "restart-\(UInt32.random(in: 0..<1_000_000))"
+        let first = try await S.offPool { try Daemon(extra: S.runtimeConfig) }
+        defer {
+            S.cleanup(first, namespace: namespace)
+            first.remove()
+        }
+        let rootfs = try S.makeRootfs(in: first.directory)
+        let r = try await S.offPool { try first.ctr(["run", "-d", "--rootfs", rootfs, "victim", "/bin/sleep", "1000"], namespace: namespace) }
+        #expect(r.succeeded, "\(r.stderr)")
+        kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+        // The shim dies too while the daemon is down (its container keeps running until the shim's delete).
+        for pid in S.shimPids(first) { kill(pid, SIGKILL) }
+
+        let second = try await S.offPool { try Daemon(directory: first.directory) }
+        defer { second.stop() }
+        let gone = try await S.eventually { try S.tasks(second, namespace: namespace).isEmpty }
+        #expect(gone)
+        let bundle = second.directory + "/state/io.containerd.runtime.v2.task/\(namespace)/victim"
+        let noBundle = try await S.eventually { !FileManager.default.fileExists(atPath: bundle) }
+        #expect(noBundle)
+        // The container record stays; a new task can be created for it.
+        let start = try await S.offPool { try second.ctr(["tasks", "start", "-d", "victim"], namespace: namespace) }
+        #expect(start.succeeded, "\(start.stderr)")
+        _ = try await S.offPool { try second.ctr(["tasks", "kill", "-s", "KILL", "victim"], namespace: namespace) }
+        _ = try await S.eventually { try S.tasks(second, namespace: namespace)["victim"]?.status == "STOPPED" }
+        #expect(try await S.offPool { try second.ctr(["tasks", "rm", "victim"], namespace: namespace) }.succeeded)
+        #expect(try await S.offPool { try second.ctr(["containers", "rm", "victim"], namespace: namespace) }.succeeded)
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+
+/// Debian's `ctr` runs containers through berthd: Containers and Tasks services, runtime v2 with Debian's
+/// containerd-shim-runc-v2 and runc, events from the shims.
+@Suite(.serialized, .enabled(if: TaskTestSupport.available)) struct TasksTests {
+    typealias S = TaskTestSupport
+
+    /// A daemon with the Go shim configured, a busybox rootfs and a namespace of its own; always cleaned up.
+    func withSetup(_ body: @escaping @Sendable (Daemon, String, String) async throws -> Void) async throws {
+        let namespace = "tasks-\(UInt32.random(in: 0..<1_000_000))"
+        let daemon = try await S.offPool { try Daemon(extra: S.runtimeConfig) }
+        defer {
+            S.cleanup(daemon, namespace: namespace)
+            daemon.remove()
+        }
+        let rootfs = try S.makeRootfs(in: daemon.directory)
+        do { try await body(daemon, namespace, rootfs) } catch {
+            Issue.record("daemon log:\n\(daemon.logText.suffix(4000))")
+            throw error
+        }
+    }
+
+    @Test func runRmPrintsOutputAndPropagatesExitCodes() async throws {
+        try await withSetup { d, ns, rootfs in
+            let hello = try await S.offPool { try d.ctr(["run", "--rm", "--rootfs", rootfs, "t1", "/bin/echo", "hello"], namespace: ns) }
+            #expect(hello.succeeded, "\(hello.stderr)")
+            #expect(hello.stdout == "hello\n")
+            let seven = try await S.offPool { try d.ctr(["run", "--rm", "--rootfs", rootfs, "t1", "/bin/sh", "-c", "exit 7"], namespace: ns) }
+            #expect(seven.status == 7, "\(seven.stderr)")
+            // --rm removed both, so the id is free again and nothing is listed.
+            let containers = try await S.offPool { try d.ctr(["containers", "ls", "-q"], namespace: ns) }
+            #expect(containers.stdout.isEmpty)
+            let clean = try await S.eventually { S.shimPids(d).isEmpty }
+            #expect(clean, "shims left: \(S.shimPids(d))")
+            let bundles = d.directory + "/state/io.containerd.runtime.v2.task/\(ns)"
+            let noBundles = try await S.eventually { ((try? FileManager.default.contentsOfDirectory(atPath: bundles)) ?? []).isEmpty }
+            #expect(noBundles)
+        }
+    }
+
+    @Test func detachedTaskLifecycle() async throws {
+        try await withSetup { d, ns, rootfs in
+            let run = try await S.offPool { try d.ctr(["run", "-d", "--rootfs", rootfs, "sleeper", "/bin/sleep", "1000"], namespace: ns) }
+            #expect(run.succeeded, "\(run.stderr)")
+            var tasks = try await S.offPool { try S.tasks(d, namespace: ns) }
+            #expect(tasks["sleeper"]?.status == "RUNNING", "\(tasks)")
+            let pid = tasks["sleeper"]?.pid ?? "?"
+
+            let ps = try await S.offPool { try d.ctr(["tasks", "ps", "sleeper"], namespace: ns) }
+            #expect(ps.stdout.contains(pid), "\(ps.stdout)")
+
+            let exec = try await S.offPool {
+                try d.ctr(["tasks", "exec", "--exec-id", "e1", "sleeper", "/bin/sh", "-c", "echo from-exec; exit 3"], namespace: ns)
+            }
+            #expect(exec.stdout == "from-exec\n", "\(exec.stderr)")
+            #expect(exec.status == 3)
+
+            #expect(try await S.offPool { try d.ctr(["tasks", "pause", "sleeper"], namespace: ns) }.succeeded)
+            tasks = try await S.offPool { try S.tasks(d, namespace: ns) }
+            #expect(tasks["sleeper"]?.status == "PAUSED")
+            #expect(try await S.offPool { try d.ctr(["tasks", "resume", "sleeper"], namespace: ns) }.succeeded)
+            tasks = try await S.offPool { try S.tasks(d, namespace: ns) }
+            #expect(tasks["sleeper"]?.status == "RUNNING")
+
+            let metrics = try await S.offPool { try d.ctr(["tasks", "metrics", "sleeper"], namespace: ns) }
+            #expect(metrics.succeeded, "\(metrics.stderr)")
+            #expect(metrics.stdout.contains("pids.current") || metrics.stdout.contains("memory"), "\(metrics.stdout)")
+
+            // A running task cannot be removed.
+            let busy = try await S.offPool { try d.ctr(["tasks", "rm", "sleeper"], namespace: ns) }
+            #expect(!busy.succeeded)
+
+            let info = try await S.offPool { try d.ctr(["containers", "info", "sleeper"], namespace: ns) }
+            #expect(info.stdout.contains("\"Name\": \"io.containerd.runc.v2\""), "\(info.stdout)")
+            #expect(info.stdout.contains("\"/bin/sleep\""), "\(info.stdout)")
+            let ls = try await S.offPool { try d.ctr(["containers", "ls"], namespace: ns) }
+            #expect(ls.stdout.contains("sleeper"))
+
+            #expect(try await S.offPool { try d.ctr(["tasks", "kill", "-s", "KILL", "sleeper"], namespace: ns) }.succeeded)
+            let stopped = try await S.eventually { try S.tasks(d, namespace: ns)["sleeper"]?.status == "STOPPED" }
+            #expect(stopped)
+            let rm = try await S.offPool { try d.ctr(["tasks", "rm", "sleeper"], namespace: ns) }
+            #expect(rm.succeeded, "\(rm.stderr)")
+            #expect(try await S.offPool { try d.ctr(["containers", "rm", "sleeper"], namespace: ns) }.succeeded)
+            #expect(try await S.offPool { try S.tasks(d, namespace: ns) }.isEmpty)
+            let clean = try await S.eventually { S.shimPids(d).isEmpty }
+            #expect(clean)
+        }
+    }
+
+    @Test func errorsAreContainerds() async throws {
+        try await withSetup { d, ns, rootfs in
+            let noTask = try await S.offPool { try d.ctr(["tasks", "start", "nothing"], namespace: ns) }
+            #expect(!noTask.succeeded)
+            #expect(noTask.stderr.contains("not found"), "\(noTask.stderr)")
+            #expect(try await S.offPool { try d.ctr(["containers", "create", "--rootfs", rootfs, "c1", "/bin/true"], namespace: ns) }.succeeded)
+            let twice = try await S.offPool { try d.ctr(["containers", "create", "--rootfs", rootfs, "c1", "/bin/true"], namespace: ns) }
+            #expect(twice.stderr.contains("already exists"), "\(twice.stderr)")
+            // No task yet: tasks of the container are NotFound.
+            let kill = try await S.offPool { try d.ctr(["tasks", "kill", "c1"], namespace: ns) }
+            #expect(kill.stderr.contains("not found"), "\(kill.stderr)")
+            // A failing create leaves nothing behind (a missing binary is runc's error, passed through).
+            let broken = try await S.offPool { try d.ctr(["run", "--rm", "--rootfs", rootfs, "c2", "/no/such/binary"], namespace: ns) }
+            #expect(!broken.succeeded)
+            #expect(broken.stderr.contains("no such file") || broken.stderr.contains("not found"), "\(broken.stderr)")
+            let clean = try await S.eventually { S.shimPids(d).isEmpty }
+            #expect(clean)
+            #expect(try await S.offPool { try d.ctr(["containers", "rm", "c1"], namespace: ns) }.succeeded)
+        }
+    }
+
+    @Test func eventsShowTheTaskLifecycle() async throws {
+        try await withSetup { d, ns, rootfs in
+            let events = try Capture(ctrPath, ["--address", d.socket, "events"])
+            defer { events.stop() }
+            // The subscription is live once an event gets through.
+            var n = 0
+            while !events.text.contains("/namespaces/create") && n < 50 {
+                n += 1
+                let name = "probe\(n)"
+                _ = try await S.offPool { try d.ctr(["namespaces", "create", name]) }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let run = try await S.offPool { try d.ctr(["run", "--rm", "--rootfs", rootfs, "ev", "/bin/sh", "-c", "exit 4"], namespace: ns) }
+            #expect(run.status == 4)
+            let topics = ["/containers/create", "/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete", "/containers/delete"]
+            let all = try await S.eventually(10) { topics.allSatisfy { events.text.contains($0) } }
+            #expect(all, "\(events.text)")
+            let text = events.text
+            let order = topics.compactMap { text.range(of: $0)?.lowerBound }
+            #expect(order == order.sorted(), "\(text)")
+            #expect(text.contains("\"container_id\":\"ev\""))
+            #expect(text.contains("\"exit_status\":4"), "\(text)")
+        }
+    }
+}
