@@ -19,9 +19,9 @@ import Testing
         }
     }
 
-    @Test func killNineWithTwentyContainersThenRecover() async throws {
+    @Test(arguments: S.shims) func killNineWithTwentyContainersThenRecover(shim: String) async throws {
         let namespace = "restart-\(UInt32.random(in: 0..<1_000_000))"
-        let first = try await S.offPool { try Daemon(extra: S.runtimeConfig) }
+        let first = try await S.offPool { try Daemon(extra: S.runtimeConfig(shim: shim)) }
         defer {
             S.cleanup(first, namespace: namespace)
             first.remove()
@@ -116,9 +116,9 @@ import Testing
         #expect(cgroups.isEmpty, "\(cgroups)")
     }
 
-    @Test func deadShimIsCleanedUpOnRestart() async throws {
+    @Test(arguments: S.shims) func deadShimIsCleanedUpOnRestart(shim: String) async throws {
         let namespace = "restart-\(UInt32.random(in: 0..<1_000_000))"
-        let first = try await S.offPool { try Daemon(extra: S.runtimeConfig) }
+        let first = try await S.offPool { try Daemon(extra: S.runtimeConfig(shim: shim)) }
         defer {
             S.cleanup(first, namespace: namespace)
             first.remove()

@@ -11,10 +11,28 @@ enum TaskTestSupport {
         && FileManager.default.isExecutableFile(atPath: "/bin/busybox")
 
     /// The daemon config giving `io.containerd.runc.v2` Debian's shim.
-    static let runtimeConfig = """
-        [plugins."io.containerd.runtime.v2.task".runtimes."io.containerd.runc.v2"]
-          shim = "\(shim)"
+    static let runtimeConfig = runtimeConfig(shim: shim)
+
+    /// The daemon config giving `io.containerd.runc.v2` the shim at `path`.
+    static func runtimeConfig(shim path: String) -> String {
         """
+        [plugins."io.containerd.runtime.v2.task".runtimes."io.containerd.runc.v2"]
+          shim = "\(path)"
+        """
+    }
+
+    /// The shims the task tests run against: Debian's containerd-shim-runc-v2 and Berth's own.
+    static let shims = [shim, binDirectory + "/berth-shim"]
+
+    /// A one-layer busybox OCI archive (scripts/busybox-image.sh) named docker.io/library/busybox:latest.
+    static func busyboxArchive(in directory: String) throws -> String {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path + "/scripts/busybox-image.sh"
+        let out = directory + "/busybox.tar"
+        let r = try execute("/bin/bash", [script, out], timeout: 60)
+        guard r.succeeded else { throw DaemonFailed(log: "busybox-image.sh: \(r.stderr)") }
+        return out
+    }
 
     /// A busybox root file system (the static binary and its applet links) under `directory`.
     static func makeRootfs(in directory: String) throws -> String {
@@ -65,7 +83,7 @@ enum TaskTestSupport {
         return entries.compactMap(Int32.init).filter { pid in
             guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
             let cmdline = String(decoding: data, as: UTF8.self)
-            return cmdline.contains("containerd-shim") && cmdline.contains(d.socket)
+            return (cmdline.contains("containerd-shim") || cmdline.contains("berth-shim")) && cmdline.contains(d.socket)
         }
     }
 

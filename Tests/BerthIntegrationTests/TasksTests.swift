@@ -7,9 +7,9 @@ import Testing
     typealias S = TaskTestSupport
 
     /// A daemon with the Go shim configured, a busybox rootfs and a namespace of its own; always cleaned up.
-    func withSetup(_ body: @escaping @Sendable (Daemon, String, String) async throws -> Void) async throws {
+    func withSetup(shim: String, _ body: @escaping @Sendable (Daemon, String, String) async throws -> Void) async throws {
         let namespace = "tasks-\(UInt32.random(in: 0..<1_000_000))"
-        let daemon = try await S.offPool { try Daemon(extra: S.runtimeConfig) }
+        let daemon = try await S.offPool { try Daemon(extra: S.runtimeConfig(shim: shim)) }
         defer {
             S.cleanup(daemon, namespace: namespace)
             daemon.remove()
@@ -21,8 +21,8 @@ import Testing
         }
     }
 
-    @Test func runRmPrintsOutputAndPropagatesExitCodes() async throws {
-        try await withSetup { d, ns, rootfs in
+    @Test(arguments: S.shims) func runRmPrintsOutputAndPropagatesExitCodes(shim: String) async throws {
+        try await withSetup(shim: shim) { d, ns, rootfs in
             let hello = try await S.offPool { try d.ctr(["run", "--rm", "--rootfs", rootfs, "t1", "/bin/echo", "hello"], namespace: ns) }
             #expect(hello.succeeded, "\(hello.stderr)")
             #expect(hello.stdout == "hello\n")
@@ -39,8 +39,8 @@ import Testing
         }
     }
 
-    @Test func detachedTaskLifecycle() async throws {
-        try await withSetup { d, ns, rootfs in
+    @Test(arguments: S.shims) func detachedTaskLifecycle(shim: String) async throws {
+        try await withSetup(shim: shim) { d, ns, rootfs in
             let run = try await S.offPool { try d.ctr(["run", "-d", "--rootfs", rootfs, "sleeper", "/bin/sleep", "1000"], namespace: ns) }
             #expect(run.succeeded, "\(run.stderr)")
             var tasks = try await S.offPool { try S.tasks(d, namespace: ns) }
@@ -89,8 +89,8 @@ import Testing
         }
     }
 
-    @Test func errorsAreContainerds() async throws {
-        try await withSetup { d, ns, rootfs in
+    @Test(arguments: S.shims) func errorsAreContainerds(shim: String) async throws {
+        try await withSetup(shim: shim) { d, ns, rootfs in
             let noTask = try await S.offPool { try d.ctr(["tasks", "start", "nothing"], namespace: ns) }
             #expect(!noTask.succeeded)
             #expect(noTask.stderr.contains("not found"), "\(noTask.stderr)")
@@ -110,8 +110,8 @@ import Testing
         }
     }
 
-    @Test func eventsShowTheTaskLifecycle() async throws {
-        try await withSetup { d, ns, rootfs in
+    @Test(arguments: S.shims) func eventsShowTheTaskLifecycle(shim: String) async throws {
+        try await withSetup(shim: shim) { d, ns, rootfs in
             let events = try Capture(ctrPath, ["--address", d.socket, "events"])
             defer { events.stop() }
             // The subscription is live once an event gets through.
@@ -132,6 +132,38 @@ import Testing
             #expect(order == order.sorted(), "\(text)")
             #expect(text.contains("\"container_id\":\"ev\""))
             #expect(text.contains("\"exit_status\":4"), "\(text)")
+        }
+    }
+
+    @Test(arguments: S.shims) func runAnImportedImage(shim: String) async throws {
+        try await withSetup(shim: shim) { d, ns, _ in
+            let archive = try await S.offPool { try S.busyboxArchive(in: d.directory) }
+            let imported = try await S.offPool { try d.ctr(["images", "import", archive], namespace: ns, timeout: 60) }
+            #expect(imported.succeeded, "\(imported.stderr)")
+            let image = "docker.io/library/busybox:latest"
+            let hello = try await S.offPool { try d.ctr(["run", "--rm", image, "i1", "echo", "hello"], namespace: ns) }
+            #expect(hello.succeeded, "\(hello.stderr)")
+            #expect(hello.stdout == "hello\n")
+
+            let run = try await S.offPool { try d.ctr(["run", "-d", image, "i2", "sleep", "1000"], namespace: ns) }
+            #expect(run.succeeded, "\(run.stderr)")
+            let directory = d.directory
+            let mounts: @Sendable () -> Int = {
+                (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8))?.split(separator: "\n")
+                    .filter { $0.contains(directory) }.count ?? 0
+            }
+            #expect(mounts() == 1, "the rootfs overlay is mounted in the bundle")
+            let snapshots = try await S.offPool { try d.ctr(["snapshots", "ls"], namespace: ns) }
+            #expect(snapshots.stdout.contains("i2"), "\(snapshots.stdout)")
+            _ = try await S.offPool { try d.ctr(["tasks", "kill", "-s", "KILL", "i2"], namespace: ns) }
+            let stopped = try await S.eventually { try S.tasks(d, namespace: ns)["i2"]?.status == "STOPPED" }
+            #expect(stopped)
+            #expect(try await S.offPool { try d.ctr(["tasks", "rm", "i2"], namespace: ns) }.succeeded)
+            #expect(try await S.offPool { try d.ctr(["containers", "rm", "i2"], namespace: ns) }.succeeded)
+            let unmounted = try await S.eventually { mounts() == 0 }
+            #expect(unmounted)
+            let after = try await S.offPool { try d.ctr(["snapshots", "ls"], namespace: ns) }
+            #expect(!after.stdout.contains("i2"), "\(after.stdout)")
         }
     }
 }
