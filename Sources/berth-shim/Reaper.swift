@@ -1,5 +1,4 @@
-// The shim's child reaper: one thread waits for SIGCHLD (and SIGTERM/SIGINT), reaps every exited child with
-// waitpid(-1) and hands each exit to whoever owns the pid. Runtime invocations (`runc create`, `start`, …) are
+// The shim's child reaper: one thread reaps every exited child with waitpid(-1) and hands each exit to whoever owns the pid. Runtime invocations (`runc create`, `start`, …) are
 // spawned under the reaper's lock and registered in the same step, so their exits always reach their waiter;
 // container and exec pids are claimed once known (from the pid file), and exits that came first are kept until then.
 #if canImport(Glibc)
@@ -32,33 +31,37 @@ final class Reaper: Sendable {
     }
 
     private let state = Mutex(State())
-    private let onTerminate = Mutex<(@Sendable () -> Void)?>(nil)
 
-    /// Starts the signal thread. Signals must already be blocked (berth_shim_block_signals in main).
-    func start(onTerminate: @escaping @Sendable () -> Void) {
-        self.onTerminate.withLock { $0 = onTerminate }
+    /// Written to whenever a child is spawned, so a reaper that found no child wakes up.
+    private let wake: (read: Int32, write: Int32)
+
+    init() {
+        wake = (try? makePipe()) ?? (-1, -1)
+    }
+
+    /// Starts the reaper thread: it blocks in waitpid(-1) (no signal handling, so no thread's signal mask
+    /// matters), and sleeps on the wake pipe while the shim has no child.
+    func start() {
         startThread { [self] in
+            var byte: UInt8 = 0
             while true {
-                let signal = berth_shim_wait_signal()
-                if signal == SIGCHLD {
-                    reapAll()
-                } else if let handler = self.onTerminate.withLock({ $0 }) {
-                    handler()
+                var status: Int32 = 0
+                let pid = waitpid(-1, &status, 0)
+                if pid > 0 {
+                    let signal = status & 0x7f
+                    let code = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+                    dispatch(ExitRecord(pid: pid, status: code, time: .now()))
+                } else if errno == ECHILD {
+                    if wake.read < 0 || read(wake.read, &byte, 1) < 0 { usleep(20_000) }
                 }
             }
         }
     }
 
-    private func reapAll() {
-        while true {
-            var status: Int32 = 0
-            let pid = waitpid(-1, &status, WNOHANG)
-            if pid < 0 && errno == EINTR { continue }
-            if pid <= 0 { return }
-            let signal = status & 0x7f
-            let code = signal == 0 ? (status >> 8) & 0xff : 128 + signal
-            dispatch(ExitRecord(pid: pid, status: code, time: .now()))
-        }
+    /// Tells the reaper thread a child now exists.
+    private func childSpawned() {
+        var byte: UInt8 = 1
+        if wake.write >= 0 { _ = write(wake.write, &byte, 1) }
     }
 
     private func dispatch(_ exit: ExitRecord) {
@@ -99,6 +102,7 @@ final class Reaper: Sendable {
             state.commandPids.insert(pid)
             return pid
         }
+        childSpawned()
         return await withCheckedContinuation { (continuation: CheckedContinuation<ExitRecord, Never>) in
             let early: ExitRecord? = state.withLock { state in
                 if let exit = state.commandExits.removeValue(forKey: pid) {

@@ -7,8 +7,8 @@ import Glibc
 import BerthTTRPC
 import CBerthShim
 
-// Before any thread exists, so every thread inherits the mask and only the reaper's sigwait sees these signals.
-_ = berth_shim_block_signals()
+// A FIFO or pipe whose reader left must not kill the shim (children get default dispositions back on spawn).
+_ = signal(SIGPIPE, SIG_IGN)
 
 func fail(_ message: String) -> Never {
     writeAll(2, Array((message + "\n").utf8))
@@ -57,7 +57,7 @@ let server = TTRPCServer()
 
 let service = TaskService(config: config, publisher: publisher, onShutdown: exitShim)
 service.register(on: server)
-Reaper.shared.start(onTerminate: exitShim)
+Reaper.shared.start()
 let listener: Int32 = 3
 _ = fcntl(listener, F_SETFD, FD_CLOEXEC)
 do { try server.serve(listeningSocket: listener) } catch { fail("berth-shim: serve: \(error.message)") }

@@ -1,0 +1,136 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Debian's containerd 1.6 running containers with berth-shim as its runtime (`io.containerd.berth.v2` →
+/// `containerd-shim-berth-v2` → berth-shim, found on containerd's PATH), driven by Debian's ctr.
+@Suite("containerd 1.6 with berth-shim", .serialized,
+       .enabled(if: peersAvailable && FileManager.default.isExecutableFile(atPath: "/usr/bin/containerd")))
+struct ShimContainerdTests {
+    /// A containerd with its own root, state and sockets under a temp dir; berth-shim on its PATH.
+    final class Containerd: @unchecked Sendable {
+        let dir: TempDir
+        let socket: String
+        let rootfs: String
+        let pid: pid_t
+        let fifoDir: String
+
+        init() async throws {
+            dir = try TempDir("bshimc")
+            socket = dir.file("c.sock")
+            rootfs = dir.file("rootfs")
+            fifoDir = dir.file("fifo")
+            try makeBusyboxRoot(rootfs)
+            let bin = dir.file("bin")
+            try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: bin + "/containerd-shim-berth-v2", withDestinationPath: shimBinary)
+            let config = """
+                version = 2
+                root = "\(dir.file("root"))"
+                state = "\(dir.file("state"))"
+                disabled_plugins = ["io.containerd.grpc.v1.cri"]
+                [grpc]
+                  address = "\(socket)"
+                [ttrpc]
+                  address = "\(socket).ttrpc"
+                """
+            try config.write(toFile: dir.file("config.toml"), atomically: true, encoding: .utf8)
+            let path = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, dir.file("containerd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            let argStrings: [String] = ["/usr/bin/containerd", "--config", dir.file("config.toml")]
+            var envStrings: [String] = ["PATH=" + path]
+            for (key, value) in ProcessInfo.processInfo.environment where key != "PATH" { envStrings.append("\(key)=\(value)") }
+            let args: [UnsafeMutablePointer<CChar>?] = argStrings.map { strdup($0) } + [nil]
+            let env: [UnsafeMutablePointer<CChar>?] = envStrings.map { strdup($0) } + [nil]
+            defer {
+                for pointer in args { free(pointer) }
+                for pointer in env { free(pointer) }
+            }
+            var child: pid_t = 0
+            guard posix_spawn(&child, "/usr/bin/containerd", &actions, nil, args, env) == 0 else {
+                throw CocoaError(.executableLoad)
+            }
+            pid = child
+            let up = await eventually { FileManager.default.fileExists(atPath: self.socket) }
+            if !up { throw CocoaError(.fileNoSuchFile) }
+        }
+
+        func ctr(_ arguments: [String], stdin: String = "/dev/null") async throws -> Finished {
+            try await runProgram("/usr/bin/ctr", ["--address", socket] + arguments, stdinPath: stdin, limit: 60)
+        }
+
+        /// `ctr run` flags for a busybox root dir, berth-shim runtime, fifos under the temp dir.
+        var runFlags: [String] { ["--runtime", "io.containerd.berth.v2", "--fifo-dir", fifoDir, "--rootfs", rootfs] }
+
+        var log: String { (try? String(contentsOfFile: dir.file("containerd.log"), encoding: .utf8)) ?? "" }
+
+        /// Stops containerd (SIGTERM, then SIGKILL), kills berth-shims it left, removes the temp dir.
+        func stop() {
+            for line in (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8))?.split(separator: "\n") ?? [] {
+                let target = line.split(separator: " ").dropFirst().first.map(String.init) ?? ""
+                if target.hasPrefix(dir.path) { umount2(target, Int32(MNT_DETACH)) }
+            }
+            kill(pid, SIGTERM)
+            var status: Int32 = 0
+            if !eventuallyBlocking(10, { waitpid(pid, &status, WNOHANG) != 0 }) {
+                kill(pid, SIGKILL)
+                waitpid(pid, &status, 0)
+            }
+            dir.cleanup()
+        }
+    }
+
+    @Test("ctr run prints the container's output and passes its exit code")
+    func runOutput() async throws {
+        let containerd = try await Containerd()
+        defer { containerd.stop() }
+        let run = try await containerd.ctr(["run"] + containerd.runFlags + ["t1", "sh", "-c", "echo hi; exit 3"])
+        #expect(run.text == "hi\n", "\(run.stderr)\n\(containerd.log)")
+        #expect(run.status == 3)
+        let rm = try await containerd.ctr(["containers", "rm", "t1"])
+        #expect(rm.status == 0, "\(rm.stderr)")
+    }
+
+    @Test("ctr run -d, tasks ls/exec/ps/pause/resume/kill/rm through berth-shim")
+    func detachedTask() async throws {
+        let containerd = try await Containerd()
+        defer { containerd.stop() }
+        let run = try await containerd.ctr(
+            ["run", "-d"] + containerd.runFlags + ["t2", "sh", "-c", "while true; do sleep 1; done"])
+        #expect(run.status == 0, "\(run.stderr)\n\(containerd.log)")
+        let listed = try await containerd.ctr(["tasks", "ls"])
+        #expect(listed.text.contains("t2") && listed.text.contains("RUNNING"), "\(listed.text)")
+
+        let exec = try await containerd.ctr(["tasks", "exec", "--exec-id", "e1", "t2", "sh", "-c", "echo from-exec; exit 5"])
+        #expect(exec.text == "from-exec\n")
+        #expect(exec.status == 5, "\(exec.stderr)")
+
+        let ps = try await containerd.ctr(["tasks", "ps", "t2"])
+        #expect(ps.status == 0 && ps.text.split(separator: "\n").count >= 2, "\(ps.text) \(ps.stderr)")
+
+        #expect(try await containerd.ctr(["tasks", "pause", "t2"]).status == 0)
+        #expect(try await containerd.ctr(["tasks", "ls"]).text.contains("PAUSED"))
+        #expect(try await containerd.ctr(["tasks", "resume", "t2"]).status == 0)
+        #expect(try await containerd.ctr(["tasks", "ls"]).text.contains("RUNNING"))
+
+        let metrics = try await containerd.ctr(["tasks", "metrics", "t2"])
+        #expect(metrics.status == 0 && metrics.text.contains("memory.usage_in_bytes"), "\(metrics.text) \(metrics.stderr)")
+
+        #expect(try await containerd.ctr(["tasks", "kill", "-s", "KILL", "t2"]).status == 0)
+        var stopped = false
+        for _ in 0..<200 where !stopped {
+            stopped = try await containerd.ctr(["tasks", "ls"]).text.contains("STOPPED")
+            if !stopped { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(stopped)
+        let rm = try await containerd.ctr(["tasks", "rm", "t2"])
+        #expect(rm.status == 0, "\(rm.stderr)")
+        #expect(try await containerd.ctr(["containers", "rm", "t2"]).status == 0)
+        #expect(!(try await containerd.ctr(["tasks", "ls"]).text.contains("t2")))
+    }
+}
