@@ -76,6 +76,8 @@ final class ProcessIO: Sendable {
 
     /// Copies between the pty master and the client's stdout/stdin.
     func attach(console: Int32) throws(TTRPCError) {
+        // The runtime (Go's poller) may have made the shared file description non-blocking; the copies block.
+        _ = berth_shim_set_blocking(console)
         let target = try Self.openOutput(paths.stdout)
         state.withLock { state in
             state.console = console
@@ -153,10 +155,16 @@ final class ProcessIO: Sendable {
             while true {
                 let n = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
                 if n < 0 && errno == EINTR { continue }
+                if n < 0 && errno == EAGAIN {
+                    var poller = pollfd(fd: source, events: Int16(POLLIN), revents: 0)
+                    _ = poll(&poller, 1, 100)
+                    continue
+                }
                 if n <= 0 { break }  // EOF, or EIO from a pty master whose slave side is gone
                 // A target that fails (reader gone) is dropped; keep draining so the container never blocks.
                 if targetOK { targetOK = writeAll(target, buffer[0..<n]) }
             }
+            ShimLog.write("output copy from fd \(source) ended: errno \(errno)")
             if closeSource { Glibc.close(source) }
             Glibc.close(target)
             let waiters = state.withLock { state in

@@ -52,6 +52,8 @@ actor TaskService {
         let runtime = try OCIRuntime.resolve(
             binaryName: options.binaryName, root: options.root, namespace: config.namespace, bundle: bundle,
             systemdCgroup: options.systemdCgroup)
+        // runc creates its state root itself; other runtimes may not.
+        try makeDirectories(runtime.root)
         RuntimeRecord.save(runtime, config: config, id: request.id)
         let paths = StdioPaths(
             stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal)

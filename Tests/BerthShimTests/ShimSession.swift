@@ -33,6 +33,8 @@ final class ShimSession: @unchecked Sendable {
         runtimeRoot = dir.file("rt")
         daemonAddress = dir.file("d.sock")
         try FileManager.default.createDirectory(atPath: bundle + "/rootfs", withIntermediateDirectories: true)
+        // The shim logs to <bundle>/log (containerd makes it a FIFO; a plain file keeps the lines for failures).
+        FileManager.default.createFile(atPath: bundle + "/log", contents: nil)
         try makeBusyboxRoot(image)
         eventServer.register(service: "containerd.services.events.ttrpc.v1.Events", method: "Forward") {
             [events] (request: Containerd_Services_Events_Ttrpc_V1_ForwardRequest, context: TTRPCContext)
@@ -136,6 +138,9 @@ final class ShimSession: @unchecked Sendable {
         request.execID = execID
         return try await call("Wait", request, Containerd_Task_V2_WaitResponse.self)
     }
+
+    /// What the shim logged.
+    var shimLog: String { (try? String(contentsOfFile: bundle + "/log", encoding: .utf8)) ?? "" }
 
     /// Topics received so far.
     var topics: [String] { events.get.map(\.topic) }

@@ -204,10 +204,10 @@ struct ShimTaskTests {
         defer { session.cleanup() }
         try await session.writeSpec(args: ["sh", "-c", "stty size; tty"], terminal: true)
         try await session.start()
-        let stdout = try FIFOReader(session.dir.file("out"))
-        defer { stdout.stop() }
+        // A file, not a FIFO: when Wait returns, everything the process printed must already be in it.
+        let output = session.dir.file("tty.out")
         _ = try await session.call(
-            "Create", try session.createRequest(stdout: session.dir.file("out"), terminal: true),
+            "Create", try session.createRequest(stdout: "file://" + output, terminal: true),
             Containerd_Task_V2_CreateTaskResponse.self)
         var resize = Containerd_Task_V2_ResizePtyRequest()
         resize.id = session.id
@@ -219,8 +219,8 @@ struct ShimTaskTests {
         _ = try await session.call("Start", start, Containerd_Task_V2_StartResponse.self)
         #expect(try await session.wait().exitStatus == 0)
         // Output drained before the exit was reported.
-        let text = stdout.text.replacingOccurrences(of: "\r", with: "")
-        #expect(text.hasPrefix("27 91\n/dev/pts/"), "\(text.debugDescription)")
+        let text = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").replacingOccurrences(of: "\r", with: "")
+        #expect(text.hasPrefix("27 91\n/dev/pts/"), "\(text.debugDescription) log: \(session.shimLog)")
         var delete = Containerd_Task_V2_DeleteRequest()
         delete.id = session.id
         _ = try await session.call("Delete", delete, Containerd_Task_V2_DeleteResponse.self)
