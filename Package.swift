@@ -166,7 +166,7 @@ let package = Package(
             exclude: ["CShim"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "BerthShimTests", dependencies: ["BerthTTRPC", "BerthAPI", "BerthTestSupport"],
+            name: "BerthShimTests", dependencies: ["BerthTTRPC", "BerthAPI"],
             swiftSettings: swiftSettings),
         // END shim
         // BEGIN run (issue "Containers and tasks"): OCI runtime spec from an image config and `berth run` flags,
