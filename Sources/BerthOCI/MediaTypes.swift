@@ -26,7 +26,7 @@ public enum MediaType {
     public static let dockerManifestSchema1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
     /// Layer compression named by a media type.
-    public enum Compression: Sendable, Equatable { case none, gzip, zstd }
+    public enum Compression: Sendable, Equatable { case uncompressed, gzip, zstd }
 
     /// True for a single-image manifest (OCI or Docker schema 2).
     public static func isManifest(_ mediaType: String) -> Bool {
@@ -67,7 +67,7 @@ public enum MediaType {
         guard isLayer(mediaType) else { return nil }
         if mediaType.hasSuffix("+gzip") || mediaType.hasSuffix(".tar.gzip") { return .gzip }
         if mediaType.hasSuffix("+zstd") || mediaType.hasSuffix(".tar.zstd") { return .zstd }
-        if mediaType.hasSuffix(".tar") { return .none }
+        if mediaType.hasSuffix(".tar") { return .uncompressed }
         return nil
     }
 

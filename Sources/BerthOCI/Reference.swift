@@ -120,38 +120,121 @@ public struct Reference: Sendable, Hashable, CustomStringConvertible {
     static func isLowerHex(_ byte: UInt8) -> Bool { (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66) }
 }
 
-/// The distribution reference grammar, ported from containerd's `reference/docker/regexp.go`.
+/// The distribution reference grammar of containerd's `reference/docker/regexp.go`, checked by hand in linear time
+/// (a backtracking regex of `[a-z0-9]+(?:[-]*[a-z0-9]+)*` is exponential on long invalid names).
 enum ReferenceGrammar {
-    static let alphaNumeric = "[a-z0-9]+"
-    static let separator = "(?:[._]|__|[-]*)"
-    static let nameComponent = "\(alphaNumeric)(?:\(separator)\(alphaNumeric))*"
-    static let domainComponent = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-    static let domain = "\(domainComponent)(?:\\.\(domainComponent))*(?::[0-9]+)?"
-    static let tag = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-    static let digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-    static let name = "(?:\(domain)/)?\(nameComponent)(?:/\(nameComponent))*"
-    static let referencePattern = "^(\(name))(?::(\(tag)))?(?:@(\(digest)))?$"
-    static let anchoredNamePattern = "^(?:(\(domain))/)?(\(nameComponent)(?:/\(nameComponent))*)$"
-
     struct Match {
         var name: String
         var tag: String?
         var digest: String?
     }
 
-    /// Matches the whole reference; nil when it does not follow the grammar.
+    /// Matches `name[:tag][@digest]`; nil when the text does not follow the grammar.
     static func match(_ text: String) -> Match? {
-        guard let regex = try? Regex(referencePattern), let match = try? regex.wholeMatch(in: text) else { return nil }
-        let output = match.output
-        guard output.count == 4, let name = output[1].substring else { return nil }
-        return Match(name: String(name), tag: output[2].substring.map(String.init), digest: output[3].substring.map(String.init))
+        var rest = Substring(text)
+        var digest: String?
+        if let at = rest.firstIndex(of: "@") {
+            let digestText = rest[rest.index(after: at)...]
+            guard isDigest(digestText) else { return nil }
+            digest = String(digestText)
+            rest = rest[..<at]
+        }
+        var tag: String?
+        let lastSlash = rest.lastIndex(of: "/")
+        let searchStart = lastSlash.map { rest.index(after: $0) } ?? rest.startIndex
+        if let colon = rest[searchStart...].lastIndex(of: ":") {
+            let tagText = rest[rest.index(after: colon)...]
+            guard isTag(tagText) else { return nil }
+            tag = String(tagText)
+            rest = rest[..<colon]
+        }
+        guard isName(rest) else { return nil }
+        return Match(name: String(rest), tag: tag, digest: digest)
     }
 
-    /// Splits a name into domain and path as the anchored name expression does.
+    /// `(domain/)? component(/component)*`.
+    static func isName(_ name: Substring) -> Bool {
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        guard !parts.isEmpty else { return false }
+        if parts.allSatisfy(isComponent) { return true }
+        return parts.count > 1 && isDomain(parts[0]) && parts.dropFirst().allSatisfy(isComponent)
+    }
+
+    /// Splits a name into domain and path as the anchored name expression does (domain branch first).
     static func splitName(_ name: String) -> (String, String) {
-        guard let regex = try? Regex(anchoredNamePattern), let match = try? regex.wholeMatch(in: name),
-            match.output.count == 3, let path = match.output[2].substring
-        else { return ("", name) }
-        return (match.output[1].substring.map(String.init) ?? "", String(path))
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count > 1, isDomain(parts[0]), parts.dropFirst().allSatisfy(isComponent) {
+            return (String(parts[0]), parts.dropFirst().joined(separator: "/"))
+        }
+        return ("", name)
+    }
+
+    static func isLowerAlnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) }
+    static func isAlnum(_ c: UInt8) -> Bool { isLowerAlnum(c) || (c >= 0x41 && c <= 0x5a) }
+    static func isWord(_ c: UInt8) -> Bool { isAlnum(c) || c == UInt8(ascii: "_") }
+    static func isHex(_ c: UInt8) -> Bool { (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46) }
+
+    /// `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`.
+    static func isComponent(_ text: Substring) -> Bool {
+        let bytes = Array(text.utf8)
+        guard let first = bytes.first, let last = bytes.last, isLowerAlnum(first), isLowerAlnum(last) else { return false }
+        var index = 0
+        while index < bytes.count {
+            if isLowerAlnum(bytes[index]) {
+                index += 1
+                continue
+            }
+            var end = index
+            while end < bytes.count, !isLowerAlnum(bytes[end]) { end += 1 }
+            let separator = bytes[index..<end]
+            let valid = separator.elementsEqual([UInt8(ascii: ".")]) || separator.elementsEqual([UInt8(ascii: "_")])
+                || separator.elementsEqual([UInt8(ascii: "_"), UInt8(ascii: "_")])
+                || separator.allSatisfy { $0 == UInt8(ascii: "-") }
+            guard valid else { return false }
+            index = end
+        }
+        return true
+    }
+
+    /// `domain-component(\.domain-component)*(:[0-9]+)?`.
+    static func isDomain(_ text: Substring) -> Bool {
+        var host = text
+        if let colon = text.firstIndex(of: ":") {
+            let port = text[text.index(after: colon)...]
+            guard !port.isEmpty, port.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return false }
+            host = text[..<colon]
+        }
+        return host.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            let bytes = Array(label.utf8)
+            guard let first = bytes.first, let last = bytes.last, isAlnum(first), isAlnum(last) else { return false }
+            return bytes.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: "-") }
+        }
+    }
+
+    /// `[\w][\w.-]{0,127}`.
+    static func isTag(_ text: Substring) -> Bool {
+        let bytes = Array(text.utf8)
+        guard let first = bytes.first, isWord(first), bytes.count <= 128 else { return false }
+        return bytes.allSatisfy { isWord($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
+    }
+
+    /// `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[[:xdigit:]]{32,}`.
+    static func isDigest(_ text: Substring) -> Bool {
+        guard let colon = text.firstIndex(of: ":") else { return false }
+        let hex = text[text.index(after: colon)...]
+        guard hex.utf8.count >= 32, hex.utf8.allSatisfy(isHex) else { return false }
+        let algorithm = Array(text[..<colon].utf8)
+        var expectLetter = true
+        for c in algorithm {
+            if expectLetter {
+                guard (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) else { return false }
+                expectLetter = false
+            } else if "-_+.".utf8.contains(c) {
+                expectLetter = true
+            } else if !isAlnum(c) {
+                return false
+            }
+        }
+        return !algorithm.isEmpty && !expectLetter
     }
 }

@@ -86,7 +86,7 @@ import Testing
         #expect(MediaType.isManifest(MediaType.dockerManifest) && MediaType.isManifest(MediaType.ociManifest))
         #expect(MediaType.isIndex(MediaType.dockerManifestList) && MediaType.isIndex(MediaType.ociIndex))
         #expect(!MediaType.isIndex(MediaType.ociManifest))
-        #expect(MediaType.compression(of: MediaType.ociLayer) == MediaType.Compression.none)
+        #expect(MediaType.compression(of: MediaType.ociLayer) == .uncompressed)
         #expect(MediaType.compression(of: MediaType.ociLayerGzip) == .gzip)
         #expect(MediaType.compression(of: MediaType.ociLayerZstd) == .zstd)
         #expect(MediaType.compression(of: MediaType.dockerLayerGzip) == .gzip)
@@ -142,12 +142,16 @@ import Testing
         #expect(docker.object == digest)
         let hostPort = try Reference.parseDocker("localhost:5000/x")
         #expect(hostPort.domain == "localhost:5000" && hostPort.path == "x" && hostPort.object == "latest")
+        #expect(throws: BerthError.invalidArgument("repository name must have at least one component")) {
+            try Reference.parse("")
+        }
+        #expect(try Reference.parse("a/b").domain == "a")
         let noDefault = try Reference.parseNormalized("a/b")
         #expect(noDefault.tag == nil && noDefault.name == "docker.io/a/b")
     }
 
     @Test(arguments: [
-        ("", "repository name must have at least one component"),
+        ("", "invalid reference format"),
         ("Busybox", "repository name must be lowercase"),
         ("foo/Bar:tag", "repository name must be lowercase"),
         ("busybox:", "invalid reference format"),
