@@ -1,4 +1,5 @@
 import BerthCore
+import BerthOCI
 import Foundation
 
 /// The parts of an image's config (OCI `config` object) that shape the process.
@@ -12,6 +13,14 @@ public struct ImageProcessConfig: Sendable, Equatable {
     public init() {}
     public init(entrypoint: [String], cmd: [String], env: [String], workingDir: String, user: String) {
         (self.entrypoint, self.cmd, self.env, self.workingDir, self.user) = (entrypoint, cmd, env, workingDir, user)
+    }
+
+    /// The process parts of an image config's `config` object (absent fields empty).
+    public init(_ config: ContainerConfig?) {
+        self.init(
+            entrypoint: config?.entrypoint ?? [], cmd: config?.cmd ?? [], env: config?.env ?? [],
+            workingDir: config?.workingDir ?? "", user: config?.user ?? "")
+        stopSignal = config?.stopSignal ?? ""
     }
 }
 

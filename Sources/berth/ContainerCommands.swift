@@ -16,9 +16,14 @@ enum Listing {
     }
 
     static func tasks(_ c: BerthConnection) async throws -> [Containerd_V1_Types_Process] {
+        // containerd fills `id` with the container id and leaves `container_id` empty here.
         try await TasksAPI.Client(wrapping: c.client).list(
             Containerd_Services_Tasks_V1_ListTasksRequest(), metadata: c.metadata
-        ).tasks
+        ).tasks.map { task in
+            var task = task
+            if task.containerID.isEmpty { task.containerID = task.id }
+            return task
+        }
     }
 
     static func status(_ s: Containerd_V1_Types_Status) -> String {
@@ -45,7 +50,7 @@ enum Listing {
 struct PsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ps", abstract: "List containers and their tasks.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .shortAndLong, help: "Show all containers, not only running ones.") var all = false
+    @Flag(help: "Show all containers, not only running ones.") var all = false
     @Flag(name: .shortAndLong, help: "Print only ids.") var quiet = false
 
     func run() async throws {
@@ -75,7 +80,7 @@ struct KillCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "kill", abstract: "Signal a container's task.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Signal name or number.") var signal = "SIGTERM"
-    @Flag(name: .shortAndLong, help: "Signal every process in the container.") var all = false
+    @Flag(help: "Signal every process in the container.") var all = false
     @Option(help: "Signal this exec process instead of the task.") var execID = ""
     @Argument(help: "Container ids.") var ids: [String]
 

@@ -91,56 +91,56 @@ final class ReferenceContainerd: @unchecked Sendable {
 }
 
 /// One daemon (containerd or berthd) and a namespace of its own, with the busybox image imported.
-struct RunTarget {
+struct RunTarget: Sendable {
     let socket: String
     let namespace: String
 
     init(socket: String) throws {
         self.socket = socket
         namespace = "run-\(UUID().uuidString.prefix(8).lowercased())"
-        let imported = try ctr(["images", "import", try runTestImage.get()], timeout: 60)
+        let imported = try ctrBlocking(["images", "import", try runTestImage.get()], timeout: 60)
         guard imported.succeeded else { throw RunTestFailure("import failed: \(imported.stderr)") }
     }
 
-    func berth(_ arguments: [String], stdin: String? = nil, timeout: Double = 60) throws -> CommandResult {
-        try executeWithInput(
-            binDirectory + "/berth", ["--address", socket, "--namespace", namespace] + arguments, stdin: stdin,
-            timeout: timeout)
+    /// `berth` against this daemon and namespace, run off the concurrency pool.
+    func berth(_ arguments: [String], stdin: String? = nil, timeout: Double = 60) async throws -> CommandResult {
+        let (socket, namespace) = (self.socket, self.namespace)
+        return try await TaskTestSupport.offPool {
+            try executeWithInput(
+                binDirectory + "/berth", ["--address", socket, "--namespace", namespace] + arguments, stdin: stdin,
+                timeout: timeout)
+        }
     }
 
-    func ctr(_ arguments: [String], timeout: Double = 30) throws -> CommandResult {
+    func ctr(_ arguments: [String], timeout: Double = 30) async throws -> CommandResult {
+        let target = self
+        return try await TaskTestSupport.offPool { try target.ctrBlocking(arguments, timeout: timeout) }
+    }
+
+    func ctrBlocking(_ arguments: [String], timeout: Double = 30) throws -> CommandResult {
         try execute(ctrPath, ["--address", socket, "--namespace", namespace] + arguments, timeout: timeout)
     }
 
     /// Polls `ctr tasks ls` until the task shows `status` (or the deadline passes).
-    func waitForTask(_ id: String, _ status: String, timeout: Double = 15) throws -> Bool {
+    func waitForTask(_ id: String, _ status: String, timeout: Double = 15) async throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            let line = try ctr(["tasks", "ls"]).stdout.split(separator: "\n").first { $0.hasPrefix(id + " ") }
+            let line = try await ctr(["tasks", "ls"]).stdout.split(separator: "\n").first { $0.hasPrefix(id + " ") }
             if line?.hasSuffix(status) == true { return true }
-            usleep(50_000)
+            try await Task.sleep(for: .milliseconds(50))
         }
         return false
     }
 
     /// Removes everything the test left in its namespace.
     func cleanUp() {
-        for id in (try? ctr(["containers", "ls", "-q"]).stdout.split(separator: "\n").map(String.init)) ?? [] {
-            _ = try? ctr(["tasks", "kill", "-s", "KILL", id])
+        for id in (try? ctrBlocking(["containers", "ls", "-q"]).stdout.split(separator: "\n").map(String.init)) ?? [] {
+            _ = try? ctrBlocking(["tasks", "kill", "-s", "KILL", id])
             usleep(100_000)
-            _ = try? ctr(["tasks", "rm", "-f", id])
-            _ = try? ctr(["containers", "rm", id])
+            _ = try? ctrBlocking(["tasks", "rm", "-f", id])
+            _ = try? ctrBlocking(["containers", "rm", id])
         }
     }
-}
-
-/// Runs containerd for `body` and always stops it.
-func withReferenceContainerd<T>(_ body: (RunTarget) throws -> T) throws -> T {
-    let containerd = try ReferenceContainerd()
-    defer { containerd.stop() }
-    let target = try RunTarget(socket: containerd.socket)
-    defer { target.cleanUp() }
-    return try body(target)
 }
 
 /// Like `execute`, with `stdin` written to the program (closed after it).

@@ -1,136 +1,184 @@
 import Foundation
 import Testing
 
-/// `berth run` and friends, driven against Debian's containerd 1.6 (the same API berthd serves).
-@Suite(.serialized) struct RunTests {
-    @Test func runPrintsAndRemoves() throws {
-        try withReferenceContainerd { t in try RunScenarios.runPrintsAndRemoves(t) }
+/// The daemons `berth run` is tested against: Debian's containerd 1.6 (the reference) and berthd with Debian's shim.
+enum RunDaemon: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case containerd, berthd
+    var testDescription: String { rawValue }
+}
+
+/// `berth run` and friends, driven against containerd 1.6 and berthd (the same API). Blocking work runs off the pool.
+@Suite(.serialized, .enabled(if: TaskTestSupport.available)) struct RunTests {
+    /// Runs `scenario` against a fresh daemon of `kind` with the busybox image imported; always cleans up.
+    func on(_ kind: RunDaemon, _ scenario: @escaping @Sendable (RunTarget) async throws -> Void) async throws {
+        switch kind {
+        case .containerd:
+            let containerd = try await TaskTestSupport.offPool { try ReferenceContainerd() }
+            let outcome = await Self.attempt {
+                let target = try await TaskTestSupport.offPool { try RunTarget(socket: containerd.socket) }
+                let inner = await Self.attempt { try await scenario(target) }
+                _ = try? await TaskTestSupport.offPool { target.cleanUp() }
+                try inner.get()
+            }
+            _ = try? await TaskTestSupport.offPool { containerd.stop() }
+            try outcome.get()
+        case .berthd:
+            let daemon = try await TaskTestSupport.offPool { try Daemon(extra: TaskTestSupport.runtimeConfig) }
+            let namespace = Locked("")
+            let outcome = await Self.attempt {
+                let target = try await TaskTestSupport.offPool { try RunTarget(socket: daemon.socket) }
+                namespace.set(target.namespace)
+                let inner = await Self.attempt { try await scenario(target) }
+                _ = try? await TaskTestSupport.offPool { target.cleanUp() }
+                try inner.get()
+            }
+            if case .failure = outcome { Issue.record("berthd log:\n\(daemon.logText.suffix(3000))") }
+            _ = try? await TaskTestSupport.offPool {
+                TaskTestSupport.cleanup(daemon, namespace: namespace.get())
+                daemon.remove()
+            }
+            try outcome.get()
+        }
     }
 
-    @Test func exitCodesPropagate() throws {
-        try withReferenceContainerd { t in try RunScenarios.exitCodesPropagate(t) }
+    /// The outcome of `body`, so clean-up can run (off the pool) before a failure is rethrown.
+    static func attempt(_ body: () async throws -> Void) async -> Result<Void, any Error> {
+        do {
+            try await body()
+            return .success(())
+        } catch {
+            return .failure(error)
+        }
     }
 
-    @Test func detachedLifecycle() throws {
-        try withReferenceContainerd { t in try RunScenarios.detachedLifecycle(t) }
+    @Test(arguments: RunDaemon.allCases) func runPrintsAndRemoves(_ kind: RunDaemon) async throws {
+        try await on(kind, RunScenarios.runPrintsAndRemoves)
     }
 
-    @Test func specFlagsTakeEffect() throws {
-        try withReferenceContainerd { t in try RunScenarios.specFlagsTakeEffect(t) }
+    @Test(arguments: RunDaemon.allCases) func exitCodesPropagate(_ kind: RunDaemon) async throws {
+        try await on(kind, RunScenarios.exitCodesPropagate)
     }
 
-    @Test func seccompBlocksSyscalls() throws {
-        try withReferenceContainerd { t in try RunScenarios.seccompBlocksSyscalls(t) }
+    @Test(arguments: RunDaemon.allCases) func detachedLifecycle(_ kind: RunDaemon) async throws {
+        try await on(kind, RunScenarios.detachedLifecycle)
     }
 
-    @Test func stdinAndTerminal() throws {
-        try withReferenceContainerd { t in try RunScenarios.stdinAndTerminal(t) }
+    @Test(arguments: RunDaemon.allCases) func specFlagsTakeEffect(_ kind: RunDaemon) async throws {
+        try await on(kind, RunScenarios.specFlagsTakeEffect)
     }
 
-    @Test func pauseResumeStats() throws {
-        try withReferenceContainerd { t in try RunScenarios.pauseResumeStats(t) }
+    @Test(arguments: RunDaemon.allCases) func seccompBlocksSyscalls(_ kind: RunDaemon) async throws {
+        try await on(kind, RunScenarios.seccompBlocksSyscalls)
     }
 
-    @Test func errorsAreClear() throws {
-        try withReferenceContainerd { t in try RunScenarios.errorsAreClear(t) }
+    @Test(arguments: RunDaemon.allCases) func stdinAndTerminal(_ kind: RunDaemon) async throws {
+        try await on(kind, RunScenarios.stdinAndTerminal)
+    }
+
+    @Test(arguments: RunDaemon.allCases) func pauseResumeStats(_ kind: RunDaemon) async throws {
+        try await on(kind, RunScenarios.pauseResumeStats)
+    }
+
+    @Test(arguments: RunDaemon.allCases) func errorsAreClear(_ kind: RunDaemon) async throws {
+        try await on(kind, RunScenarios.errorsAreClear)
     }
 }
 
 /// The scenarios, each against any daemon serving containerd's API.
 enum RunScenarios {
-    static func runPrintsAndRemoves(_ t: RunTarget) throws {
-        let run = try t.berth(["run", "--rm", "busybox", "echo", "hello"])
+    static func runPrintsAndRemoves(_ t: RunTarget) async throws {
+        let run = try await t.berth(["run", "--rm", "busybox", "echo", "hello"])
         #expect(run.succeeded, "\(run.stderr)")
         #expect(run.stdout == "hello\n")
-        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
-        #expect(try t.ctr(["tasks", "ls", "-q"]).stdout.isEmpty)
-        let snapshots = try t.ctr(["snapshots", "ls"]).stdout
+        #expect(try await t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+        #expect(try await t.ctr(["tasks", "ls", "-q"]).stdout.isEmpty)
+        let snapshots = try await t.ctr(["snapshots", "ls"]).stdout
         #expect(snapshots.split(separator: "\n").filter { $0.contains("Active") }.isEmpty, "\(snapshots)")
         // The image's CMD and WorkingDir apply when no command is given; stderr is kept apart.
-        let cwd = try t.berth(["run", "--rm", "docker.io/library/busybox:latest", "sh", "-c", "pwd; echo oops >&2"])
+        let cwd = try await t.berth(["run", "--rm", "docker.io/library/busybox:latest", "sh", "-c", "pwd; echo oops >&2"])
         #expect(cwd.stdout == "/root\n")
         #expect(cwd.stderr == "oops\n")
         // Without --rm the container stays, stopped, and ctr can remove it.
-        let kept = try t.berth(["run", "--name", "kept", "busybox", "true"])
+        let kept = try await t.berth(["run", "--name", "kept", "busybox", "true"])
         #expect(kept.succeeded, "\(kept.stderr)")
-        #expect(try t.ctr(["containers", "ls", "-q"]).stdout == "kept\n")
-        #expect(try t.ctr(["containers", "rm", "kept"]).succeeded)
+        #expect(try await t.ctr(["containers", "ls", "-q"]).stdout == "kept\n")
+        #expect(try await t.ctr(["containers", "rm", "kept"]).succeeded)
     }
 
-    static func exitCodesPropagate(_ t: RunTarget) throws {
-        #expect(try t.berth(["run", "--rm", "busybox", "sh", "-c", "exit 7"]).status == 7)
-        #expect(try t.berth(["run", "--rm", "busybox", "false"]).status == 1)
+    static func exitCodesPropagate(_ t: RunTarget) async throws {
+        #expect(try await t.berth(["run", "--rm", "busybox", "sh", "-c", "exit 7"]).status == 7)
+        #expect(try await t.berth(["run", "--rm", "busybox", "false"]).status == 1)
         // A process killed by a signal reports 128 + signal, as ctr does.
-        #expect(try t.berth(["run", "--rm", "busybox", "sh", "-c", "kill -9 $$"]).status == 137)
-        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+        #expect(try await t.berth(["run", "--rm", "busybox", "sh", "-c", "kill -9 $$"]).status == 137)
+        #expect(try await t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
     }
 
-    static func detachedLifecycle(_ t: RunTarget) throws {
-        let started = try t.berth(["run", "-d", "--name", "web", "busybox", "sleep", "300"])
+    static func detachedLifecycle(_ t: RunTarget) async throws {
+        let started = try await t.berth(["run", "-d", "--name", "web", "busybox", "sleep", "300"])
         #expect(started.succeeded, "\(started.stderr)")
         #expect(started.stdout == "web\n")
-        #expect(try t.waitForTask("web", "RUNNING"))
-        let ps = try t.berth(["ps"])
+        #expect(try await t.waitForTask("web", "RUNNING"))
+        let ps = try await t.berth(["ps"])
         #expect(ps.stdout.contains("web") && ps.stdout.contains("RUNNING") && ps.stdout.contains("sleep 300"), "\(ps.stdout)")
-        #expect(try t.berth(["ps", "-q"]).stdout == "web\n")
-        #expect(try t.berth(["containers", "ls", "-q"]).stdout == "web\n")
-        #expect(try t.berth(["tasks", "ls"]).stdout.contains("RUNNING"))
-        let info = try t.berth(["containers", "info", "--spec", "web"])
+        #expect(try await t.berth(["ps", "-q"]).stdout == "web\n")
+        #expect(try await t.berth(["containers", "ls", "-q"]).stdout == "web\n")
+        #expect(try await t.berth(["tasks", "ls"]).stdout.contains("RUNNING"))
+        let info = try await t.berth(["containers", "info", "--spec", "web"])
         #expect(info.stdout.contains("\"SCMP_ACT_ERRNO\""), "default seccomp profile expected")
 
-        let exec = try t.berth(["exec", "web", "sh", "-c", "echo in-$(hostname) ; id -u"])
+        let exec = try await t.berth(["exec", "web", "sh", "-c", "echo in-$(hostname) ; id -u"])
         #expect(exec.succeeded, "\(exec.stderr)")
         #expect(exec.stdout.hasPrefix("in-") && exec.stdout.hasSuffix("\n0\n"), "\(exec.stdout)")
-        #expect(try t.berth(["exec", "web", "sh", "-c", "exit 3"]).status == 3)
-        let asNobody = try t.berth(["exec", "--user", "65534:65534", "-e", "X=1", "web", "sh", "-c", "echo $X $(id -u)"])
+        #expect(try await t.berth(["exec", "web", "sh", "-c", "exit 3"]).status == 3)
+        let asNobody = try await t.berth(["exec", "--user", "65534:65534", "-e", "X=1", "web", "sh", "-c", "echo $X $(id -u)"])
         #expect(asNobody.stdout == "1 65534\n", "\(asNobody.stderr)")
-        let pids = try t.berth(["tasks", "ps", "web"])
+        let pids = try await t.berth(["tasks", "ps", "web"])
         #expect(pids.stdout.split(separator: "\n").count >= 2, "\(pids.stdout)")
 
         // rm refuses a running task without -f.
-        let refused = try t.berth(["rm", "web"])
+        let refused = try await t.berth(["rm", "web"])
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("running"), "\(refused.stderr)")
 
-        #expect(try t.berth(["kill", "-s", "KILL", "web"]).succeeded)
-        #expect(try t.waitForTask("web", "STOPPED"))
-        #expect(try t.berth(["ps"]).stdout.contains("web") == false)
-        #expect(try t.berth(["ps", "-a"]).stdout.contains("STOPPED"))
-        let removed = try t.berth(["rm", "web"])
+        #expect(try await t.berth(["kill", "-s", "KILL", "web"]).succeeded)
+        #expect(try await t.waitForTask("web", "STOPPED"))
+        #expect(try await t.berth(["ps"]).stdout.contains("web") == false)
+        #expect(try await t.berth(["ps", "--all"]).stdout.contains("STOPPED"))
+        let removed = try await t.berth(["rm", "web"])
         #expect(removed.succeeded, "\(removed.stderr)")
-        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+        #expect(try await t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
 
         // rm -f kills a running one; ctr sees berth's containers and the other way round.
-        #expect(try t.berth(["run", "-d", "--name", "db", "busybox", "sleep", "300"]).succeeded)
-        #expect(try t.ctr(["tasks", "ls"]).stdout.contains("RUNNING"))
-        #expect(try t.berth(["rm", "-f", "db"]).succeeded)
-        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
-        #expect(try t.ctr(["snapshots", "ls"]).stdout.contains("db") == false)
+        #expect(try await t.berth(["run", "-d", "--name", "db", "busybox", "sleep", "300"]).succeeded)
+        #expect(try await t.ctr(["tasks", "ls"]).stdout.contains("RUNNING"))
+        #expect(try await t.berth(["rm", "-f", "db"]).succeeded)
+        #expect(try await t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+        #expect(try await t.ctr(["snapshots", "ls"]).stdout.contains("db") == false)
     }
 
-    static func specFlagsTakeEffect(_ t: RunTarget) throws {
-        let env = try t.berth(["run", "--rm", "-e", "FOO=bar", "--env", "PATH=/bin", "busybox", "sh", "-c", "echo $FOO $PATH"])
+    static func specFlagsTakeEffect(_ t: RunTarget) async throws {
+        let env = try await t.berth(["run", "--rm", "-e", "FOO=bar", "--env", "PATH=/bin", "busybox", "sh", "-c", "echo $FOO $PATH"])
         #expect(env.stdout == "bar /bin\n", "\(env.stderr)")
-        let user = try t.berth(["run", "--rm", "--user", "nobody", "busybox", "sh", "-c", "id -u; id -g; id -G"])
+        let user = try await t.berth(["run", "--rm", "--user", "nobody", "busybox", "sh", "-c", "id -u; id -g; id -G"])
         #expect(user.stdout == "65534\n65534\n65534 50\n", "\(user.stderr)")
-        let numeric = try t.berth(["run", "--rm", "-u", "1234:5678", "busybox", "sh", "-c", "echo $(id -u):$(id -g)"])
+        let numeric = try await t.berth(["run", "--rm", "-u", "1234:5678", "busybox", "sh", "-c", "echo $(id -u):$(id -g)"])
         #expect(numeric.stdout == "1234:5678\n")
-        let readOnly = try t.berth(["run", "--rm", "--read-only", "busybox", "touch", "/x"])
+        let readOnly = try await t.berth(["run", "--rm", "--read-only", "busybox", "touch", "/x"])
         #expect(readOnly.status != 0)
         #expect(readOnly.stderr.contains("Read-only file system"), "\(readOnly.stderr)")
-        #expect(try t.berth(["run", "--rm", "busybox", "touch", "/x"]).succeeded)
-        let host = try t.berth(["run", "--rm", "--hostname", "boxy", "-w", "/tmp", "busybox", "sh", "-c", "hostname; pwd"])
+        #expect(try await t.berth(["run", "--rm", "busybox", "touch", "/x"]).succeeded)
+        let host = try await t.berth(["run", "--rm", "--hostname", "boxy", "-w", "/tmp", "busybox", "sh", "-c", "hostname; pwd"])
         #expect(host.stdout == "boxy\n/tmp\n")
-        let noNet = try t.berth(["run", "--rm", "busybox", "ls", "/sys/class/net"])
+        let noNet = try await t.berth(["run", "--rm", "busybox", "ls", "/sys/class/net"])
         #expect(noNet.stdout == "lo\n", "\(noNet.stdout)")
-        let hostNet = try t.berth(["run", "--rm", "--net", "host", "busybox", "ls", "/sys/class/net"])
+        let hostNet = try await t.berth(["run", "--rm", "--net", "host", "busybox", "ls", "/sys/class/net"])
         #expect(hostNet.stdout.split(separator: "\n").count > 1, "\(hostNet.stdout)")
 
         let dir = "/tmp/berth-run-bind-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try "from-host".write(toFile: dir + "/f", atomically: true, encoding: .utf8)
-        let bind = try t.berth([
+        let bind = try await t.berth([
             "run", "--rm", "--mount", "type=bind,src=\(dir),dst=/data,options=rbind:ro", "busybox", "sh", "-c",
             "cat /data/f; touch /data/g",
         ])
@@ -138,79 +186,79 @@ enum RunScenarios {
         #expect(bind.status != 0)
 
         // Capabilities: the default set lacks NET_ADMIN; --cap-add gives it, --cap-drop takes CHOWN away.
-        func capEff(_ flags: [String]) throws -> UInt64 {
-            let out = try t.berth(["run", "--rm"] + flags + ["busybox", "grep", "CapEff", "/proc/self/status"]).stdout
+        func capEff(_ flags: [String]) async throws -> UInt64 {
+            let out = try await t.berth(["run", "--rm"] + flags + ["busybox", "grep", "CapEff", "/proc/self/status"]).stdout
             return UInt64(out.split(separator: "\t").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "", radix: 16) ?? 0
         }
-        let plain = try capEff([])
-        #expect(plain == 0x00000000a80425fb, String(plain, radix: 16))
-        #expect(try capEff(["--cap-add", "NET_ADMIN"]) == plain | (1 << 12))
-        #expect(try capEff(["--cap-drop", "CAP_CHOWN"]) == plain & ~1)
-        #expect(try capEff(["--privileged"]) & (1 << 21) != 0)  // CAP_SYS_ADMIN
+        let plain = try await capEff([])
+        #expect(plain == 0x00000000a80425fb, "\(String(plain, radix: 16))")
+        #expect(try await capEff(["--cap-add", "NET_ADMIN"]) == plain | (1 << 12))
+        #expect(try await capEff(["--cap-drop", "CAP_CHOWN"]) == plain & ~1)
+        #expect(try await capEff(["--privileged"]) & (1 << 21) != 0)  // CAP_SYS_ADMIN
 
-        let limits = try t.berth(["run", "-d", "--name", "lim", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "30", "busybox", "sleep", "60"])
+        let limits = try await t.berth(["run", "-d", "--name", "lim", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "30", "busybox", "sleep", "60"])
         #expect(limits.succeeded, "\(limits.stderr)")
-        let spec = try t.ctr(["containers", "info", "lim"]).stdout
+        let spec = try await t.ctr(["containers", "info", "lim"]).stdout
         #expect(spec.contains("\"limit\": 67108864") && spec.contains("\"quota\": 50000") && spec.contains("\"limit\": 30"), "\(spec)")
-        #expect(try t.berth(["rm", "-f", "lim"]).succeeded)
+        #expect(try await t.berth(["rm", "-f", "lim"]).succeeded)
     }
 
-    static func seccompBlocksSyscalls(_ t: RunTarget) throws {
-        let confined = try t.berth(["run", "--rm", "busybox", "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true"])
+    static func seccompBlocksSyscalls(_ t: RunTarget) async throws {
+        let confined = try await t.berth(["run", "--rm", "busybox", "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true"])
         #expect(confined.stdout.contains("Seccomp:\t2"), "\(confined.stdout)")
         #expect(confined.status != 0)
         #expect(confined.stderr.contains("Operation not permitted"), "\(confined.stderr)")
-        let free = try t.berth(["run", "--rm", "--no-seccomp", "busybox", "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true"])
+        let free = try await t.berth(["run", "--rm", "--no-seccomp", "busybox", "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true"])
         #expect(free.stdout.contains("Seccomp:\t0"), "\(free.stdout)")
         #expect(free.succeeded, "\(free.stderr)")
         // clone3 answers ENOSYS so libcs fall back to clone; the default profile still allows plain fork/exec.
-        #expect(try t.berth(["run", "--rm", "busybox", "sh", "-c", "true | cat"]).succeeded)
+        #expect(try await t.berth(["run", "--rm", "busybox", "sh", "-c", "true | cat"]).succeeded)
     }
 
-    static func stdinAndTerminal(_ t: RunTarget) throws {
-        let echo = try t.berth(["run", "--rm", "-i", "busybox", "sh", "-c", "wc -l"], stdin: "a\nb\nc\n")
+    static func stdinAndTerminal(_ t: RunTarget) async throws {
+        let echo = try await t.berth(["run", "--rm", "-i", "busybox", "sh", "-c", "wc -l"], stdin: "a\nb\nc\n")
         #expect(echo.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "3", "\(echo.stderr)")
         // Without -i the process gets no stdin (EOF at once).
-        let none = try t.berth(["run", "--rm", "busybox", "cat"], stdin: "ignored")
+        let none = try await t.berth(["run", "--rm", "busybox", "cat"], stdin: "ignored")
         #expect(none.succeeded && none.stdout.isEmpty)
         // With -t under a pseudo-terminal (script(1)), the process sees a tty and TERM.
         let command = "\(binDirectory)/berth --address \(t.socket) --namespace \(t.namespace) run --rm -t busybox sh -c 'tty; echo $TERM'"
-        let tty = try execute("/usr/bin/script", ["-qec", command, "/dev/null"])
+        let tty = try await TaskTestSupport.offPool { try execute("/usr/bin/script", ["-qec", command, "/dev/null"]) }
         #expect(tty.stdout.contains("/dev/pts/") && tty.stdout.contains("xterm"), "\(tty.stdout) \(tty.stderr)")
         #expect(tty.succeeded)
     }
 
-    static func pauseResumeStats(_ t: RunTarget) throws {
-        #expect(try t.berth(["run", "-d", "--name", "p", "busybox", "sleep", "300"]).succeeded)
-        #expect(try t.berth(["pause", "p"]).succeeded)
-        #expect(try t.waitForTask("p", "PAUSED"))
-        #expect(try t.berth(["ps"]).stdout.contains("PAUSED"))
-        #expect(try t.berth(["resume", "p"]).succeeded)
-        #expect(try t.waitForTask("p", "RUNNING"))
-        let stats = try t.berth(["stats", "p"])
+    static func pauseResumeStats(_ t: RunTarget) async throws {
+        #expect(try await t.berth(["run", "-d", "--name", "p", "busybox", "sleep", "300"]).succeeded)
+        #expect(try await t.berth(["pause", "p"]).succeeded)
+        #expect(try await t.waitForTask("p", "PAUSED"))
+        #expect(try await t.berth(["ps"]).stdout.contains("PAUSED"))
+        #expect(try await t.berth(["resume", "p"]).succeeded)
+        #expect(try await t.waitForTask("p", "RUNNING"))
+        let stats = try await t.berth(["stats", "p"])
         #expect(stats.succeeded, "\(stats.stderr)")
         let row = stats.stdout.split(separator: "\n").last ?? ""
         #expect(row.hasPrefix("p ") && row.contains("KiB") || row.contains("MiB"), "\(stats.stdout)")
-        let json = try t.berth(["stats", "--format", "json", "p"])
+        let json = try await t.berth(["stats", "--format", "json", "p"])
         let list = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
         let metrics = list?.first?["metrics"] as? [String: Any]
         #expect((metrics?["pids"] as? Int) == 1, "\(json.stdout)")
-        #expect(try t.berth(["tasks", "kill", "p"]).succeeded)  // SIGTERM: sleep as pid 1 ignores it
-        #expect(try t.berth(["rm", "-f", "p"]).succeeded)
+        #expect(try await t.berth(["tasks", "kill", "p"]).succeeded)  // SIGTERM: sleep as pid 1 ignores it
+        #expect(try await t.berth(["rm", "-f", "p"]).succeeded)
     }
 
-    static func errorsAreClear(_ t: RunTarget) throws {
-        let missing = try t.berth(["run", "--rm", "nosuchimage", "true"])
+    static func errorsAreClear(_ t: RunTarget) async throws {
+        let missing = try await t.berth(["run", "--rm", "nosuchimage", "true"])
         #expect(missing.status != 0)
         #expect(missing.stderr.contains("not found"), "\(missing.stderr)")
-        let badUser = try t.berth(["run", "--rm", "--user", "ghost", "busybox", "true"])
+        let badUser = try await t.berth(["run", "--rm", "--user", "ghost", "busybox", "true"])
         #expect(badUser.status != 0)
         #expect(badUser.stderr.contains("ghost"), "\(badUser.stderr)")
-        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
-        let badCommand = try t.berth(["run", "--rm", "busybox", "/no/such/binary"])
+        #expect(try await t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+        let badCommand = try await t.berth(["run", "--rm", "busybox", "/no/such/binary"])
         #expect(badCommand.status != 0)
-        #expect(try t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
-        #expect(try t.berth(["run", "--rm", "-d", "busybox"]).status != 0)
-        #expect(try t.berth(["exec", "nope", "true"]).status != 0)
+        #expect(try await t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+        #expect(try await t.berth(["run", "--rm", "-d", "busybox"]).status != 0)
+        #expect(try await t.berth(["exec", "nope", "true"]).status != 0)
     }
 }
