@@ -41,7 +41,7 @@ import Testing
         for i in 0..<2 { kinds["late\(i)"] = (["/bin/sh", "-c", waitFor("late") + "exit 6"], 6) }
         for (id, kind) in kinds.sorted(by: { $0.key < $1.key }) {
             let args = ["run", "-d", "--log-uri", "file://\(logs)/\(id).log", "--rootfs", rootfs, id] + kind.args
-            let r = try await S.offPool { try first.ctr(args, namespace: namespace) }
+            let r = try await S.ctr(first, namespace, args)
             #expect(r.succeeded, "\(id): \(r.stderr)")
         }
         let running = try await S.offPool { try S.tasks(first, namespace: namespace) }
@@ -83,7 +83,7 @@ import Testing
         while !events.text.contains("/namespaces/create") && probes < 50 {
             probes += 1
             let name = "probe\(probes)"
-            _ = try await S.offPool { try second.ctr(["namespaces", "create", name]) }
+            _ = try await S.ctr(second, nil, ["namespaces", "create", name])
             try await Task.sleep(for: .milliseconds(100))
         }
         FileManager.default.createFile(atPath: rootfs + "/tmp/late", contents: nil)
@@ -96,14 +96,14 @@ import Testing
 
         // Remove everything: no shim, runc state, bundle or cgroup is left.
         for id in kinds.keys {
-            _ = try await S.offPool { try second.ctr(["tasks", "kill", "-s", "KILL", id], namespace: namespace) }
+            _ = try await S.ctr(second, namespace, ["tasks", "kill", "-s", "KILL", id])
         }
         for id in kinds.keys {
             let stopped = try await S.eventually { try S.tasks(second, namespace: namespace)[id]?.status == "STOPPED" }
             #expect(stopped, "\(id)")
-            let rm = try await S.offPool { try second.ctr(["tasks", "rm", id], namespace: namespace) }
+            let rm = try await S.ctr(second, namespace, ["tasks", "rm", id])
             #expect(rm.succeeded, "\(id): \(rm.stderr)")
-            #expect(try await S.offPool { try second.ctr(["containers", "rm", id], namespace: namespace) }.succeeded)
+            #expect(try await S.ctr(second, namespace, ["containers", "rm", id]).succeeded)
         }
         let noShims = try await S.eventually { S.shimPids(second).isEmpty }
         #expect(noShims, "\(S.shimPids(second))")
@@ -124,7 +124,7 @@ import Testing
             first.remove()
         }
         let rootfs = try S.makeRootfs(in: first.directory)
-        let r = try await S.offPool { try first.ctr(["run", "-d", "--rootfs", rootfs, "victim", "/bin/sleep", "1000"], namespace: namespace) }
+        let r = try await S.ctr(first, namespace, ["run", "-d", "--rootfs", rootfs, "victim", "/bin/sleep", "1000"])
         #expect(r.succeeded, "\(r.stderr)")
         kill(first.process.processIdentifier, SIGKILL)
         first.process.waitUntilExit()
@@ -139,11 +139,11 @@ import Testing
         let noBundle = try await S.eventually { !FileManager.default.fileExists(atPath: bundle) }
         #expect(noBundle)
         // The container record stays; a new task can be created for it.
-        let start = try await S.offPool { try second.ctr(["tasks", "start", "-d", "victim"], namespace: namespace) }
+        let start = try await S.ctr(second, namespace, ["tasks", "start", "-d", "victim"])
         #expect(start.succeeded, "\(start.stderr)")
-        _ = try await S.offPool { try second.ctr(["tasks", "kill", "-s", "KILL", "victim"], namespace: namespace) }
+        _ = try await S.ctr(second, namespace, ["tasks", "kill", "-s", "KILL", "victim"])
         _ = try await S.eventually { try S.tasks(second, namespace: namespace)["victim"]?.status == "STOPPED" }
-        #expect(try await S.offPool { try second.ctr(["tasks", "rm", "victim"], namespace: namespace) }.succeeded)
-        #expect(try await S.offPool { try second.ctr(["containers", "rm", "victim"], namespace: namespace) }.succeeded)
+        #expect(try await S.ctr(second, namespace, ["tasks", "rm", "victim"]).succeeded)
+        #expect(try await S.ctr(second, namespace, ["containers", "rm", "victim"]).succeeded)
     }
 }

@@ -56,6 +56,14 @@ enum TaskTestSupport {
         }
     }
 
+    /// `ctr` against `d` in `namespace`, run off the pool. One closure for every call: Swift 6.3.1 mixed up
+    /// many near-identical inline closures of one async test (a `tasks rm` ran the body of a `tasks pause`).
+    static func ctr(_ d: Daemon, _ namespace: String?, _ arguments: [String], timeout: Double = 30) async throws
+        -> CommandResult
+    {
+        try await offPool { try d.ctr(arguments, namespace: namespace, timeout: timeout) }
+    }
+
     /// Polls `condition` (off the pool) until it holds or `limit` seconds pass.
     static func eventually(_ limit: Double = 20, _ condition: @escaping @Sendable () throws -> Bool) async throws -> Bool {
         let deadline = Date().addingTimeInterval(limit)

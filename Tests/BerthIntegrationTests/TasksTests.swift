@@ -23,13 +23,13 @@ import Testing
 
     @Test(arguments: S.shims) func runRmPrintsOutputAndPropagatesExitCodes(shim: String) async throws {
         try await withSetup(shim: shim) { d, ns, rootfs in
-            let hello = try await S.offPool { try d.ctr(["run", "--rm", "--rootfs", rootfs, "t1", "/bin/echo", "hello"], namespace: ns) }
+            let hello = try await S.ctr(d, ns, ["run", "--rm", "--rootfs", rootfs, "t1", "/bin/echo", "hello"])
             #expect(hello.succeeded, "\(hello.stderr)")
             #expect(hello.stdout == "hello\n")
-            let seven = try await S.offPool { try d.ctr(["run", "--rm", "--rootfs", rootfs, "t1", "/bin/sh", "-c", "exit 7"], namespace: ns) }
+            let seven = try await S.ctr(d, ns, ["run", "--rm", "--rootfs", rootfs, "t1", "/bin/sh", "-c", "exit 7"])
             #expect(seven.status == 7, "\(seven.stderr)")
             // --rm removed both, so the id is free again and nothing is listed.
-            let containers = try await S.offPool { try d.ctr(["containers", "ls", "-q"], namespace: ns) }
+            let containers = try await S.ctr(d, ns, ["containers", "ls", "-q"])
             #expect(containers.stdout.isEmpty)
             let clean = try await S.eventually { S.shimPids(d).isEmpty }
             #expect(clean, "shims left: \(S.shimPids(d))")
@@ -41,48 +41,46 @@ import Testing
 
     @Test(arguments: S.shims) func detachedTaskLifecycle(shim: String) async throws {
         try await withSetup(shim: shim) { d, ns, rootfs in
-            let run = try await S.offPool { try d.ctr(["run", "-d", "--rootfs", rootfs, "sleeper", "/bin/sleep", "1000"], namespace: ns) }
+            let run = try await S.ctr(d, ns, ["run", "-d", "--rootfs", rootfs, "sleeper", "/bin/sleep", "1000"])
             #expect(run.succeeded, "\(run.stderr)")
             var tasks = try await S.offPool { try S.tasks(d, namespace: ns) }
             #expect(tasks["sleeper"]?.status == "RUNNING", "\(tasks)")
             let pid = tasks["sleeper"]?.pid ?? "?"
 
-            let ps = try await S.offPool { try d.ctr(["tasks", "ps", "sleeper"], namespace: ns) }
+            let ps = try await S.ctr(d, ns, ["tasks", "ps", "sleeper"])
             #expect(ps.stdout.contains(pid), "\(ps.stdout)")
 
-            let exec = try await S.offPool {
-                try d.ctr(["tasks", "exec", "--exec-id", "e1", "sleeper", "/bin/sh", "-c", "echo from-exec; exit 3"], namespace: ns)
-            }
+            let exec = try await S.ctr(d, ns, ["tasks", "exec", "--exec-id", "e1", "sleeper", "/bin/sh", "-c", "echo from-exec; exit 3"])
             #expect(exec.stdout == "from-exec\n", "\(exec.stderr)")
             #expect(exec.status == 3)
 
-            #expect(try await S.offPool { try d.ctr(["tasks", "pause", "sleeper"], namespace: ns) }.succeeded)
+            #expect(try await S.ctr(d, ns, ["tasks", "pause", "sleeper"]).succeeded)
             tasks = try await S.offPool { try S.tasks(d, namespace: ns) }
             #expect(tasks["sleeper"]?.status == "PAUSED")
-            #expect(try await S.offPool { try d.ctr(["tasks", "resume", "sleeper"], namespace: ns) }.succeeded)
+            #expect(try await S.ctr(d, ns, ["tasks", "resume", "sleeper"]).succeeded)
             tasks = try await S.offPool { try S.tasks(d, namespace: ns) }
             #expect(tasks["sleeper"]?.status == "RUNNING")
 
-            let metrics = try await S.offPool { try d.ctr(["tasks", "metrics", "sleeper"], namespace: ns) }
+            let metrics = try await S.ctr(d, ns, ["tasks", "metrics", "sleeper"])
             #expect(metrics.succeeded, "\(metrics.stderr)")
             #expect(metrics.stdout.contains("pids.current") || metrics.stdout.contains("memory"), "\(metrics.stdout)")
 
             // A running task cannot be removed.
-            let busy = try await S.offPool { try d.ctr(["tasks", "rm", "sleeper"], namespace: ns) }
+            let busy = try await S.ctr(d, ns, ["tasks", "rm", "sleeper"])
             #expect(!busy.succeeded)
 
-            let info = try await S.offPool { try d.ctr(["containers", "info", "sleeper"], namespace: ns) }
+            let info = try await S.ctr(d, ns, ["containers", "info", "sleeper"])
             #expect(info.stdout.contains("\"Name\": \"io.containerd.runc.v2\""), "\(info.stdout)")
             #expect(info.stdout.contains("\"/bin/sleep\""), "\(info.stdout)")
-            let ls = try await S.offPool { try d.ctr(["containers", "ls"], namespace: ns) }
+            let ls = try await S.ctr(d, ns, ["containers", "ls"])
             #expect(ls.stdout.contains("sleeper"))
 
-            #expect(try await S.offPool { try d.ctr(["tasks", "kill", "-s", "KILL", "sleeper"], namespace: ns) }.succeeded)
+            #expect(try await S.ctr(d, ns, ["tasks", "kill", "-s", "KILL", "sleeper"]).succeeded)
             let stopped = try await S.eventually { try S.tasks(d, namespace: ns)["sleeper"]?.status == "STOPPED" }
             #expect(stopped)
-            let rm = try await S.offPool { try d.ctr(["tasks", "rm", "sleeper"], namespace: ns) }
+            let rm = try await S.ctr(d, ns, ["tasks", "rm", "sleeper"])
             #expect(rm.succeeded, "\(rm.stderr)")
-            #expect(try await S.offPool { try d.ctr(["containers", "rm", "sleeper"], namespace: ns) }.succeeded)
+            #expect(try await S.ctr(d, ns, ["containers", "rm", "sleeper"]).succeeded)
             #expect(try await S.offPool { try S.tasks(d, namespace: ns) }.isEmpty)
             let clean = try await S.eventually { S.shimPids(d).isEmpty }
             #expect(clean)
@@ -91,22 +89,22 @@ import Testing
 
     @Test(arguments: S.shims) func errorsAreContainerds(shim: String) async throws {
         try await withSetup(shim: shim) { d, ns, rootfs in
-            let noTask = try await S.offPool { try d.ctr(["tasks", "start", "nothing"], namespace: ns) }
+            let noTask = try await S.ctr(d, ns, ["tasks", "start", "nothing"])
             #expect(!noTask.succeeded)
             #expect(noTask.stderr.contains("not found"), "\(noTask.stderr)")
-            #expect(try await S.offPool { try d.ctr(["containers", "create", "--rootfs", rootfs, "c1", "/bin/true"], namespace: ns) }.succeeded)
-            let twice = try await S.offPool { try d.ctr(["containers", "create", "--rootfs", rootfs, "c1", "/bin/true"], namespace: ns) }
+            #expect(try await S.ctr(d, ns, ["containers", "create", "--rootfs", rootfs, "c1", "/bin/true"]).succeeded)
+            let twice = try await S.ctr(d, ns, ["containers", "create", "--rootfs", rootfs, "c1", "/bin/true"])
             #expect(twice.stderr.contains("already exists"), "\(twice.stderr)")
             // No task yet: tasks of the container are NotFound.
-            let kill = try await S.offPool { try d.ctr(["tasks", "kill", "c1"], namespace: ns) }
+            let kill = try await S.ctr(d, ns, ["tasks", "kill", "c1"])
             #expect(kill.stderr.contains("not found"), "\(kill.stderr)")
             // A failing create leaves nothing behind (a missing binary is runc's error, passed through).
-            let broken = try await S.offPool { try d.ctr(["run", "--rm", "--rootfs", rootfs, "c2", "/no/such/binary"], namespace: ns) }
+            let broken = try await S.ctr(d, ns, ["run", "--rm", "--rootfs", rootfs, "c2", "/no/such/binary"])
             #expect(!broken.succeeded)
             #expect(broken.stderr.contains("no such file") || broken.stderr.contains("not found"), "\(broken.stderr)")
             let clean = try await S.eventually { S.shimPids(d).isEmpty }
             #expect(clean)
-            #expect(try await S.offPool { try d.ctr(["containers", "rm", "c1"], namespace: ns) }.succeeded)
+            #expect(try await S.ctr(d, ns, ["containers", "rm", "c1"]).succeeded)
         }
     }
 
@@ -119,10 +117,10 @@ import Testing
             while !events.text.contains("/namespaces/create") && n < 50 {
                 n += 1
                 let name = "probe\(n)"
-                _ = try await S.offPool { try d.ctr(["namespaces", "create", name]) }
+                _ = try await S.ctr(d, nil, ["namespaces", "create", name])
                 try await Task.sleep(for: .milliseconds(100))
             }
-            let run = try await S.offPool { try d.ctr(["run", "--rm", "--rootfs", rootfs, "ev", "/bin/sh", "-c", "exit 4"], namespace: ns) }
+            let run = try await S.ctr(d, ns, ["run", "--rm", "--rootfs", rootfs, "ev", "/bin/sh", "-c", "exit 4"])
             #expect(run.status == 4)
             let topics = ["/containers/create", "/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete", "/containers/delete"]
             let all = try await S.eventually(10) { topics.allSatisfy { events.text.contains($0) } }
@@ -138,14 +136,14 @@ import Testing
     @Test(arguments: S.shims) func runAnImportedImage(shim: String) async throws {
         try await withSetup(shim: shim) { d, ns, _ in
             let archive = try await S.offPool { try S.busyboxArchive(in: d.directory) }
-            let imported = try await S.offPool { try d.ctr(["images", "import", archive], namespace: ns, timeout: 60) }
+            let imported = try await S.ctr(d, ns, ["images", "import", archive], timeout: 60)
             #expect(imported.succeeded, "\(imported.stderr)")
             let image = "docker.io/library/busybox:latest"
-            let hello = try await S.offPool { try d.ctr(["run", "--rm", image, "i1", "echo", "hello"], namespace: ns) }
+            let hello = try await S.ctr(d, ns, ["run", "--rm", image, "i1", "echo", "hello"])
             #expect(hello.succeeded, "\(hello.stderr)")
             #expect(hello.stdout == "hello\n")
 
-            let run = try await S.offPool { try d.ctr(["run", "-d", image, "i2", "sleep", "1000"], namespace: ns) }
+            let run = try await S.ctr(d, ns, ["run", "-d", image, "i2", "sleep", "1000"])
             #expect(run.succeeded, "\(run.stderr)")
             let directory = d.directory
             let mounts: @Sendable () -> Int = {
@@ -153,16 +151,16 @@ import Testing
                     .filter { $0.contains(directory) }.count ?? 0
             }
             #expect(mounts() == 1, "the rootfs overlay is mounted in the bundle")
-            let snapshots = try await S.offPool { try d.ctr(["snapshots", "ls"], namespace: ns) }
+            let snapshots = try await S.ctr(d, ns, ["snapshots", "ls"])
             #expect(snapshots.stdout.contains("i2"), "\(snapshots.stdout)")
-            _ = try await S.offPool { try d.ctr(["tasks", "kill", "-s", "KILL", "i2"], namespace: ns) }
+            _ = try await S.ctr(d, ns, ["tasks", "kill", "-s", "KILL", "i2"])
             let stopped = try await S.eventually { try S.tasks(d, namespace: ns)["i2"]?.status == "STOPPED" }
             #expect(stopped)
-            #expect(try await S.offPool { try d.ctr(["tasks", "rm", "i2"], namespace: ns) }.succeeded)
-            #expect(try await S.offPool { try d.ctr(["containers", "rm", "i2"], namespace: ns) }.succeeded)
+            #expect(try await S.ctr(d, ns, ["tasks", "rm", "i2"]).succeeded)
+            #expect(try await S.ctr(d, ns, ["containers", "rm", "i2"]).succeeded)
             let unmounted = try await S.eventually { mounts() == 0 }
             #expect(unmounted)
-            let after = try await S.offPool { try d.ctr(["snapshots", "ls"], namespace: ns) }
+            let after = try await S.ctr(d, ns, ["snapshots", "ls"])
             #expect(!after.stdout.contains("i2"), "\(after.stdout)")
         }
     }

@@ -139,7 +139,7 @@ public actor ShimManager: TaskManager, Closable {
         } catch {
             throw .unavailable("connect to shim \(address): \(error.message)")
         }
-        return ShimTask(bundle: bundle, binary: binary, client: client, token: token)
+        return ShimTask(bundle: bundle, binary: binary, client: client, token: token, logger: logger)
     }
 
     // MARK: create and delete

@@ -2,6 +2,7 @@ import BerthAPI
 import BerthCore
 import BerthTTRPC
 import Foundation
+import Logging
 import SwiftProtobuf
 import Synchronization
 
@@ -15,10 +16,12 @@ final class ShimTask: Sendable {
     let client: TTRPCClient
     /// Identifies this connection, so a late close of an old shim never touches a newer task of the same id.
     let token: UInt64
+    let logger: Logger
     /// Set once the daemon itself ends the connection (task delete, shutdown): a close is then not a dead shim.
     let released = Mutex(false)
 
-    init(bundle: Bundle, binary: String, client: TTRPCClient, token: UInt64) {
+    init(bundle: Bundle, binary: String, client: TTRPCClient, token: UInt64, logger: Logger) {
+        self.logger = logger
         self.bundle = bundle
         self.binary = binary
         self.client = client
@@ -33,6 +36,7 @@ final class ShimTask: Sendable {
     func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ method: String, _ request: Request, _: Response.Type = Response.self, timeout: Duration? = nil
     ) async throws(BerthError) -> Response {
+        logger.debug("shim call", metadata: ["method": "\(method)", "id": "\(id)"])
         do {
             return try await client.call(
                 service: Self.service, method: method, request: request, responseType: Response.self,
