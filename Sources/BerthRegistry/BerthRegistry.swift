@@ -1,1 +1,0 @@
-// BerthRegistry: placeholder until its first implementation lands.
