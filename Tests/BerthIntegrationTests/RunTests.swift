@@ -1,9 +1,10 @@
 import Foundation
 import Testing
 
-/// The daemons `berth run` is tested against: Debian's containerd 1.6 (the reference) and berthd with Debian's shim.
+/// The daemons `berth run` is tested against: Debian's containerd 1.6 (the reference), and berthd with Debian's
+/// containerd-shim-runc-v2 + runc or with berth-shim + berth-runc.
 enum RunDaemon: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case containerd, berthd
+    case containerd, berthd, berthdWithBerthShim
     var testDescription: String { rawValue }
 }
 
@@ -22,8 +23,9 @@ enum RunDaemon: String, CaseIterable, Sendable, CustomTestStringConvertible {
             }
             _ = try? await TaskTestSupport.offPool { containerd.stop() }
             try outcome.get()
-        case .berthd:
-            let daemon = try await TaskTestSupport.offPool { try Daemon(extra: TaskTestSupport.runtimeConfig) }
+        case .berthd, .berthdWithBerthShim:
+            let shim = kind == .berthd ? TaskTestSupport.shim : binDirectory + "/berth-shim"
+            let daemon = try await TaskTestSupport.offPool { try Daemon(extra: TaskTestSupport.runtimeConfig(shim: shim)) }
             let namespace = Locked("")
             let outcome = await Self.attempt {
                 let target = try await TaskTestSupport.offPool { try RunTarget(socket: daemon.socket) }
