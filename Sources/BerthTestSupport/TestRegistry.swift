@@ -198,7 +198,7 @@ public final class TestRegistry: @unchecked Sendable {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
             process.arguments = ["serve", directory + "/config.yml"]
-            FileManager.default.createFile(atPath: directory + "/registry.log", contents: nil)
+            _ = FileManager.default.createFile(atPath: directory + "/registry.log", contents: nil)
             let log = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/registry.log"))
             process.standardOutput = log
             process.standardError = log
