@@ -133,4 +133,19 @@ struct ShimContainerdTests {
         #expect(try await containerd.ctr(["containers", "rm", "t2"]).status == 0)
         #expect(!(try await containerd.ctr(["tasks", "ls"]).text.contains("t2")))
     }
+
+    @Test("ctr run -t under a pty: the container's stdio is a terminal, its exit code passes")
+    func runWithTerminal() async throws {
+        let containerd = try await Containerd()
+        defer { containerd.stop() }
+        // script(1) gives ctr a pty; ctr resizes the container's console only after Start, so the size is not
+        // checked here (ShimTaskTests checks ResizePty).
+        let command = "stty rows 33 cols 101; exec /usr/bin/ctr --address \(containerd.socket) run -t "
+            + containerd.runFlags.joined(separator: " ") + " t3 sh -c 'tty; echo in-tty; exit 7'"
+        let run = try await runProgram("/usr/bin/script", ["-qec", command, "/dev/null"])
+        let text = run.text.replacingOccurrences(of: "\r", with: "")
+        #expect(text.contains("/dev/pts/") && text.contains("in-tty\n"), "\(text.debugDescription) \(run.stderr)")
+        #expect(run.status == 7)
+        #expect(try await containerd.ctr(["containers", "rm", "t3"]).status == 0)
+    }
 }

@@ -135,7 +135,14 @@ func makeBusyboxRoot(_ path: String) throws {
     for dir in ["bin", "dev", "proc", "sys", "tmp", "etc"] {
         try fm.createDirectory(atPath: "\(path)/\(dir)", withIntermediateDirectories: true)
     }
-    try fm.copyItem(atPath: busybox, toPath: path + "/bin/busybox")
+    // Written through a close-on-exec descriptor: a process spawned meanwhile by a parallel test must not
+    // inherit a writable descriptor to it (exec would then fail with ETXTBSY).
+    let binary = try Data(contentsOf: URL(fileURLWithPath: busybox))
+    let fd = open(path + "/bin/busybox", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+    guard fd >= 0 else { throw TTRPCError(.internal, "create busybox copy: \(errno)") }
+    defer { close(fd) }
+    let written = binary.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    guard written == binary.count else { throw TTRPCError(.internal, "write busybox copy: \(errno)") }
     for applet in ["sh", "echo", "true", "cat", "sleep", "stty", "ls", "id", "tty"] {
         try fm.createSymbolicLink(atPath: "\(path)/bin/\(applet)", withDestinationPath: "busybox")
     }
