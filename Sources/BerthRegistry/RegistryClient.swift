@@ -35,6 +35,8 @@ public final class RegistryClient: Sendable {
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
         configuration.redirectConfiguration = .follow(max: 5, allowCycles: false)
         configuration.decompression = .disabled
+        // Fail a connection (refused, TLS verification) at once; `RetryPolicy` decides what to retry.
+        configuration.connectionPool.retryConnectionEstablishment = false
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.http = http
         self.authorizer = Authorizer(credentials: credentials, http: http)

@@ -202,6 +202,14 @@ import Testing
         let client = RegistryClient(hosts: HostsResolver(configPath: configPath))
         defer { Task { await client.shutdown() } }
         try await Self.pullAndCheck(client, setup, reference: reference.description)
+        // skip_verify instead of the CA, from a _default dir.
+        let skipPath = setup.dir + "/certs-skip.d"
+        try FileManager.default.createDirectory(atPath: skipPath + "/_default", withIntermediateDirectories: true)
+        try Data("server = \"https://\(setup.registry.host)\"\nskip_verify = true\n".utf8)
+            .write(to: URL(fileURLWithPath: skipPath + "/_default/hosts.toml"))
+        let skipping = RegistryClient(hosts: HostsResolver(configPath: skipPath))
+        defer { Task { await skipping.shutdown() } }
+        try await Self.pullAndCheck(skipping, setup, reference: reference.description)
     }
 
     @Test func tokenAuthAnonymousPullAndCredentialedPush() async throws {
