@@ -79,9 +79,9 @@ final class TestContainerd: @unchecked Sendable {
         }
     }
 
-    @Test(arguments: ["plain", "basic", "token"])
+    @Test(arguments: ["plain", "basic", "token", "tls"])
     func ctrPullsFromTheRegistry(mode: String) async throws {
-        let registryMode: TestRegistry.Mode = mode == "basic" ? .basic : mode == "token" ? .token : .plain
+        let registryMode: TestRegistry.Mode = mode == "basic" ? .basic : mode == "token" ? .token : mode == "tls" ? .tls : .plain
         let registry = try await TestRegistry.start(registryMode)
         let containerd = try await TestContainerd()
         let dir = "/tmp/berth-img-pull-\(UUID().uuidString.prefix(8))"
@@ -92,8 +92,19 @@ final class TestContainerd: @unchecked Sendable {
         }
         let layout = try await TestImages.build(.multiLayer, in: dir)
         try await layout.push(to: registry, name: "test/layers")
-        var arguments = ["images", "pull", "--plain-http"]
-        if mode != "plain" { arguments += ["--user", "\(TestRegistry.username):\(TestRegistry.password)"] }
+        var arguments = ["images", "pull"]
+        if mode == "tls" {
+            // ctr trusts the fixture's CA through a hosts.toml, as containerd's config_path does.
+            let hostDir = dir + "-hosts/" + registry.host
+            try FileManager.default.createDirectory(atPath: hostDir, withIntermediateDirectories: true)
+            try "server = \"https://\(registry.host)\"\n[host.\"https://\(registry.host)\"]\n  ca = \"\(registry.caPath ?? "")\"\n"
+                .write(toFile: hostDir + "/hosts.toml", atomically: true, encoding: .utf8)
+            arguments += ["--hosts-dir", dir + "-hosts"]
+        } else {
+            arguments += ["--plain-http"]
+        }
+        defer { try? FileManager.default.removeItem(atPath: dir + "-hosts") }
+        if mode == "basic" || mode == "token" { arguments += ["--user", "\(TestRegistry.username):\(TestRegistry.password)"] }
         let pulled = try await containerd.ctr(arguments + ["\(registry.host)/test/layers:latest"])
         #expect(pulled.succeeded, "\(pulled.stderr) \(registry.log)")
         let snapshots = try await containerd.ctr(["snapshots", "ls"])
