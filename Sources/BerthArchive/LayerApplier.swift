@@ -14,7 +14,7 @@ public struct ApplyOptions: Sendable {
 
     public var whiteouts: Whiteouts
     /// The overlay's lowerdirs (top first): a directory the layer needs but does not list is created with the
-    /// mode, owner and times it has in the lowest… i.e. first lower that has it (containerd's `mkparent`).
+    /// mode, owner and times it has in the topmost lowerdir that has it (containerd's `mkparent`).
     public var lowerDirectories: [String]
     /// Bound on the uncompressed bytes (0: none). Exceeding it fails the apply.
     public var maxUncompressedBytes: Int64

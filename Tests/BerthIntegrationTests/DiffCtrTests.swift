@@ -115,6 +115,27 @@ import Testing
         }
     }
 
+    @Test func snapshotsDiffAsZstdAndUncompressed() throws {
+        try withDaemon { d in
+            let chains = try Self.buildImage(d.directory + "/img", name: "example.com/berth/zstd:latest")
+            #expect(try d.ctr(["images", "import", "--snapshotter", "native", d.directory + "/img/image.tar"],
+                              timeout: 120).succeeded)
+            #expect(try d.ctr(["snapshots", "--snapshotter", "native", "prepare", "work", chains[1]]).succeeded)
+            try withMounted(d, "native", "work") { root in
+                try Data("z".utf8).write(to: URL(fileURLWithPath: root + "/data/zfile"))
+            }
+            for (mediaType, unpack) in [("application/vnd.oci.image.layer.v1.tar+zstd", "zstd -dc"),
+                                        ("application/vnd.oci.image.layer.v1.tar", "cat")] {
+                let blob = d.directory + "/layer.blob"
+                let diff = try execute("/bin/sh", ["-c", "'\(ctrPath)' --address '\(d.socket)' snapshots --snapshotter "
+                    + "native diff --media-type '\(mediaType)' work > '\(blob)'"], timeout: 60)
+                #expect(diff.succeeded, "\(diff.stderr)")
+                let listing = try execute("/bin/sh", ["-c", "\(unpack) < '\(blob)' | tar -tf -"])
+                #expect(listing.stdout == "data/\ndata/zfile\n", "\(mediaType): \(listing.stdout)\(listing.stderr)")
+            }
+        }
+    }
+
     @Test func decompressionBoundFailsTheUnpack() throws {
         let extra = """
             [plugins."io.containerd.differ.v1.walking"]
