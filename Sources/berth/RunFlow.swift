@@ -39,17 +39,22 @@ struct RunFlow: Sendable {
         let snapshots = SnapshotsAPI.Client(wrapping: c.client)
         var stat = Containerd_Services_Snapshots_V1_StatSnapshotRequest()
         (stat.snapshotter, stat.key) = (snapshotter, resolved.chainID)
-        do {
-            _ = try await snapshots.stat(stat, metadata: c.metadata)
-        } catch let error as RPCError where error.code == .notFound {
-            throw BerthError.failedPrecondition(
-                "image \(resolved.name) is not unpacked for snapshotter \(snapshotter) (no snapshot \(resolved.chainID))")
-        }
+        let unpacked = (try? await snapshots.stat(stat, metadata: c.metadata)) != nil
         var lease = Containerd_Services_Leases_V1_CreateRequest()
         lease.labels = [GCLabels.expire: Date().addingTimeInterval(86400).formatted(.iso8601)]
         let leaseID = try await LeasesAPI.Client(wrapping: c.client).create(lease, metadata: c.metadata).lease.id
         var leased = c.metadata
         leased.addString(leaseID, forKey: ContextInterceptor.leaseHeader)
+        if !unpacked {
+            do {
+                try await Unpacker.unpack(c, resolved, snapshotter: snapshotter, lease: leased)
+            } catch {
+                var delete = Containerd_Services_Leases_V1_DeleteRequest()
+                delete.id = leaseID
+                _ = try? await LeasesAPI.Client(wrapping: c.client).delete(delete, metadata: c.metadata)
+                throw error
+            }
+        }
         var prepare = Containerd_Services_Snapshots_V1_PrepareSnapshotRequest()
         (prepare.snapshotter, prepare.key, prepare.parent) = (snapshotter, id, resolved.chainID)
         let mounts = try await snapshots.prepare(prepare, metadata: leased).mounts

@@ -81,6 +81,10 @@ enum RunDaemon: String, CaseIterable, Sendable, CustomTestStringConvertible {
         try await on(kind, RunScenarios.pauseResumeStats)
     }
 
+    @Test(arguments: RunDaemon.allCases) func unpacksForAnotherSnapshotter(_ kind: RunDaemon) async throws {
+        try await on(kind, RunScenarios.unpacksForAnotherSnapshotter)
+    }
+
     @Test(arguments: RunDaemon.allCases) func errorsAreClear(_ kind: RunDaemon) async throws {
         try await on(kind, RunScenarios.errorsAreClear)
     }
@@ -248,6 +252,20 @@ enum RunScenarios {
         #expect((metrics?["pids"] as? Int) == 1, "\(json.stdout)")
         #expect(try await t.berth(["tasks", "kill", "p"]).succeeded)  // SIGTERM: sleep as pid 1 ignores it
         #expect(try await t.berth(["rm", "-f", "p"]).succeeded)
+    }
+
+    static func unpacksForAnotherSnapshotter(_ t: RunTarget) async throws {
+        // The import unpacked into overlayfs only; run unpacks into native first, as ctr does.
+        #expect(try await t.ctr(["snapshots", "--snapshotter", "native", "ls"]).stdout.contains("Committed") == false)
+        let first = try await t.berth(["run", "--rm", "--snapshotter", "native", "busybox", "echo", "ok"])
+        #expect(first.stdout == "ok\n", "\(first.stderr)")
+        let native = try await t.ctr(["snapshots", "--snapshotter", "native", "ls"]).stdout
+        #expect(native.split(separator: "\n").filter { $0.contains("Committed") }.count == 1, "\(native)")
+        #expect(native.contains("Active") == false, "\(native)")
+        // The config blob now names the snapshot for GC, and a second run reuses it.
+        #expect(try await t.ctr(["content", "ls"]).stdout.contains("containerd.io/gc.ref.snapshot.native=sha256:"))
+        #expect(try await t.berth(["run", "--rm", "--snapshotter", "native", "busybox", "true"]).succeeded)
+        #expect(try await t.ctr(["snapshots", "--snapshotter", "native", "ls"]).stdout == native)
     }
 
     static func errorsAreClear(_ t: RunTarget) async throws {
