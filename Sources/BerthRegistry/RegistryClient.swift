@@ -18,7 +18,7 @@ public struct RetryPolicy: Sendable {
 }
 
 /// An OCI distribution client on AsyncHTTPClient: ping, auth (Basic and Bearer), resolve, fetch and push, over the
-/// hosts a `HostsResolver` names for each registry namespace. Call `shutdown()` when done.
+/// hosts a `HostsResolver` names for each registry namespace. Clients share one connection pool.
 public final class RegistryClient: Sendable {
     public let hostsResolver: HostsResolver
     public let retry: RetryPolicy
@@ -31,20 +31,24 @@ public final class RegistryClient: Sendable {
     public init(hosts: HostsResolver = HostsResolver(), credentials: CredentialSource = .none, retry: RetryPolicy = .default) {
         self.hostsResolver = hosts
         self.retry = retry
+        self.http = Self.sharedHTTP
+        self.authorizer = Authorizer(credentials: credentials, http: Self.sharedHTTP)
+    }
+
+    /// One connection pool for every client of the process, never shut down, so that a client dropped without
+    /// `shutdown()` cannot trip AsyncHTTPClient's deinit assertion.
+    static let sharedHTTP: HTTPClient = {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
         configuration.redirectConfiguration = .follow(max: 5, allowCycles: false)
         configuration.decompression = .disabled
         // Fail a connection (refused, TLS verification) at once; `RetryPolicy` decides what to retry.
         configuration.connectionPool.retryConnectionEstablishment = false
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        self.http = http
-        self.authorizer = Authorizer(credentials: credentials, http: http)
-    }
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
-    public func shutdown() async {
-        try? await http.shutdown()
-    }
+    /// Kept for callers that end a client explicitly; the shared pool stays up for other clients.
+    public func shutdown() async {}
 
     /// The hosts for a reference's registry with at least `capability`.
     public func hosts(for domain: String, capability: RegistryHost.Capabilities) throws(BerthError) -> [RegistryHost] {
