@@ -85,6 +85,10 @@ enum RunDaemon: String, CaseIterable, Sendable, CustomTestStringConvertible {
         try await on(kind, RunScenarios.unpacksForAnotherSnapshotter)
     }
 
+    @Test(arguments: RunDaemon.allCases) func signalsAreForwarded(_ kind: RunDaemon) async throws {
+        try await on(kind, RunScenarios.signalsAreForwarded)
+    }
+
     @Test(arguments: RunDaemon.allCases) func errorsAreClear(_ kind: RunDaemon) async throws {
         try await on(kind, RunScenarios.errorsAreClear)
     }
@@ -266,6 +270,33 @@ enum RunScenarios {
         #expect(try await t.ctr(["content", "ls"]).stdout.contains("containerd.io/gc.ref.snapshot.native=sha256:"))
         #expect(try await t.berth(["run", "--rm", "--snapshotter", "native", "busybox", "true"]).succeeded)
         #expect(try await t.ctr(["snapshots", "--snapshotter", "native", "ls"]).stdout == native)
+    }
+
+    static func signalsAreForwarded(_ t: RunTarget) async throws {
+        // SIGTERM to an attached `berth run` reaches the container's process (pid 1 with a handler).
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binDirectory + "/berth")
+        process.arguments = [
+            "--address", t.socket, "--namespace", t.namespace, "run", "--rm", "--name", "sig", "busybox", "sh", "-c",
+            "trap 'echo got-term; exit 3' TERM; while true; do sleep 0.1; done",
+        ]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let running = try await t.waitForTask("sig", "RUNNING")
+        #expect(running)
+        try await Task.sleep(for: .milliseconds(300))  // let the shell install its trap
+        process.terminate()
+        let finished = try await TaskTestSupport.offPool { () -> (Int32, String) in
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        #expect(finished.0 == 3)
+        #expect(finished.1 == "got-term\n")
+        #expect(try await t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
     }
 
     static func errorsAreClear(_ t: RunTarget) async throws {
