@@ -23,6 +23,15 @@ enum Spawn {
         return unsafeBitCast(symbol, to: AddChdir.self)
     }()
 
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+): the child gets only its three standard streams,
+    /// never berthd's sockets and pipes (a shim would keep them open for its whole life).
+    static let addCloseFrom: AddCloseFrom? = {
+        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np")
+        else { return nil }
+        return unsafeBitCast(symbol, to: AddCloseFrom.self)
+    }()
+
     /// Runs `path` with `arguments` in `cwd`, `stdin` bytes as its standard input, and `environment` added to
     /// berthd's; killed (SIGKILL) when `timeout` passes.
     static func run(
@@ -60,6 +69,7 @@ enum Spawn {
         posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        _ = addCloseFrom?(&actions, 3)
         if let cwd {
             guard let addChdir else { throw .internalError("posix_spawn_file_actions_addchdir_np is unavailable") }
             _ = addChdir(&actions, cwd)
