@@ -29,6 +29,7 @@ enum ContainerTask {
             throw error
         }
         if detach {
+            io?.markStarted()
             var start = Containerd_Services_Tasks_V1_StartRequest()
             start.containerID = id
             _ = try await tasks.start(start, metadata: c.metadata)
@@ -57,19 +58,24 @@ enum ContainerTask {
             (start.containerID, start.execID) = (id, execID)
             let saved = terminal ? Terminal.makeRaw() : nil
             defer { Terminal.restore(saved) }
+            if terminal, let size = Terminal.size() {
+                var resize = Containerd_Services_Tasks_V1_ResizePtyRequest()
+                (resize.containerID, resize.execID, resize.width, resize.height) = (id, execID, size.width, size.height)
+                _ = try? await tasks.resizePty(resize, metadata: c.metadata)
+            }
             do {
                 _ = try await tasks.start(start, metadata: c.metadata)
             } catch {
                 group.cancelAll()
                 throw error
             }
+            io?.markStarted()
             let sources = terminal
                 ? [watch(SIGWINCH) { resize(c, id: id, execID: execID) }]
                 : [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2].map { signal in
                     watch(signal) { kill(c, id: id, execID: execID, signal: UInt32(signal)) }
                 }
             defer { sources.forEach { $0.cancel() } }
-            if terminal { resize(c, id: id, execID: execID) }
             guard let status = try await group.next() else { throw BerthError.internalError("wait ended without status") }
             await io?.waitForOutput()
             return status

@@ -35,7 +35,7 @@ struct ExecCommand: AsyncParsableCommand {
             var process = spec.process ?? Process()
             process.args = args
             process.terminal = tty
-            process.consoleSize = nil
+            process.consoleSize = tty ? Terminal.size().map { Box(width: UInt($0.width), height: UInt($0.height)) } : nil
             if tty { process.env = SpecBuilder.mergeEnv(process.env ?? [], ["TERM=xterm"]) }
             if !env.isEmpty { process.env = SpecBuilder.mergeEnv(process.env ?? [], env) }
             if let workdir { process.cwd = workdir }

@@ -60,8 +60,12 @@ struct RunFlow: Sendable {
         let mounts = try await snapshots.prepare(prepare, metadata: leased).mounts
         do {
             let users = RootfsUsers.read(mounts)
-            let spec = try SpecBuilder().build(
+            var spec = try SpecBuilder().build(
                 id: id, namespace: c.namespace, image: resolved.config, options: options, users: users)
+            // The pty starts at this terminal's size (runc applies consoleSize when it creates the console).
+            if options.tty, let size = Terminal.size() {
+                spec.process?.consoleSize = Box(width: UInt(size.width), height: UInt(size.height))
+            }
             var container = Containerd_Services_Containers_V1_Container()
             container.id = id
             container.image = resolved.name

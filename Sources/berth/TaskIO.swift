@@ -17,6 +17,10 @@ final class TaskIO: @unchecked Sendable {
     private let done = DispatchGroup()
     private let lock = NSLock()
     private var pendingOpens: Set<String> = []
+    /// CloseIO must not reach the daemon before Start: it runs once both stdin hit EOF and the process started.
+    private var stdinClosed = false
+    private var processStarted = false
+    private var onStdinClosed: (@Sendable () -> Void)?
 
     /// Makes the FIFOs: stdin only when asked for, stderr only without a terminal (the pty merges it into stdout).
     init(root: String, id: String, stdin: Bool, terminal: Bool) throws(BerthError) {
@@ -38,6 +42,7 @@ final class TaskIO: @unchecked Sendable {
     /// this process's stdin reaches EOF and the FIFO is closed).
     func start(onStdinClosed: @escaping @Sendable () -> Void = {}) {
         signal(SIGPIPE, SIG_IGN)
+        lock.withLock { self.onStdinClosed = onStdinClosed }
         for (path, fd) in [(stdout, Int32(1)), (stderr, Int32(2))] where !path.isEmpty {
             done.enter()
             spawn { [self] in
@@ -52,9 +57,22 @@ final class TaskIO: @unchecked Sendable {
                 guard let sink = openBlocking(stdin, O_WRONLY) else { return }
                 copy(from: 0, to: sink)
                 close(sink)
-                onStdinClosed()
+                let callback = lock.withLock { () -> (@Sendable () -> Void)? in
+                    stdinClosed = true
+                    return processStarted ? self.onStdinClosed : nil
+                }
+                callback?()
             }
         }
+    }
+
+    /// Called once the process started; a stdin EOF seen earlier is passed on now.
+    func markStarted() {
+        let callback = lock.withLock { () -> (@Sendable () -> Void)? in
+            processStarted = true
+            return stdinClosed ? onStdinClosed : nil
+        }
+        callback?()
     }
 
     /// Waits until the daemon closed stdout and stderr (all output arrived), at most `timeout` seconds.

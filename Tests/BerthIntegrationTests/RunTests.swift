@@ -237,6 +237,15 @@ enum RunScenarios {
         let tty = try await TaskTestSupport.offPool { try execute("/usr/bin/script", ["-qec", command, "/dev/null"]) }
         #expect(tty.stdout.contains("/dev/pts/") && tty.stdout.contains("xterm"), "\(tty.stdout) \(tty.stderr)")
         #expect(tty.succeeded)
+        // The container's pty has this terminal's size from the start, also with -i and stdin at EOF at once.
+        let berth = "\(binDirectory)/berth --address \(t.socket) --namespace \(t.namespace)"
+        let sized = try await TaskTestSupport.offPool {
+            try execute("/usr/bin/script", [
+                "-qec", "stty cols 77 rows 22; \(berth) run --rm -t busybox busybox stty size; "
+                    + "\(berth) run --rm -t -i busybox busybox stty size </dev/null", "/dev/null",
+            ])
+        }
+        #expect(sized.stdout.replacingOccurrences(of: "\r", with: "") == "22 77\n22 77\n", "\(sized.stdout)")
     }
 
     static func pauseResumeStats(_ t: RunTarget) async throws {
