@@ -94,6 +94,8 @@ final class ReferenceContainerd: @unchecked Sendable {
 struct RunTarget: Sendable {
     let socket: String
     let namespace: String
+    /// Whether the daemon runs berth-shim (some checks name its known gaps).
+    var berthShim = false
 
     init(socket: String) throws {
         self.socket = socket

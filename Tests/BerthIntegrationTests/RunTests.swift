@@ -28,7 +28,9 @@ enum RunDaemon: String, CaseIterable, Sendable, CustomTestStringConvertible {
             let daemon = try await TaskTestSupport.offPool { try Daemon(extra: TaskTestSupport.runtimeConfig(shim: shim)) }
             let namespace = Locked("")
             let outcome = await Self.attempt {
-                let target = try await TaskTestSupport.offPool { try RunTarget(socket: daemon.socket) }
+                var made = try await TaskTestSupport.offPool { try RunTarget(socket: daemon.socket) }
+                made.berthShim = kind == .berthdWithBerthShim
+                let target = made
                 namespace.set(target.namespace)
                 let inner = await Self.attempt { try await scenario(target) }
                 _ = try? await TaskTestSupport.offPool { target.cleanUp() }
@@ -143,6 +145,17 @@ enum RunScenarios {
         #expect(try await t.berth(["exec", "web", "sh", "-c", "exit 3"]).status == 3)
         let asNobody = try await t.berth(["exec", "--user", "65534:65534", "-e", "X=1", "web", "sh", "-c", "echo $X $(id -u)"])
         #expect(asNobody.stdout == "1 65534\n", "\(asNobody.stderr)")
+        let piped = try await t.berth(["exec", "-i", "web", "wc", "-l"], stdin: "x\ny\n")
+        #expect(piped.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "2", "\(piped.stderr)")
+        let berth = "\(binDirectory)/berth --address \(t.socket) --namespace \(t.namespace)"
+        let tty = try await TaskTestSupport.offPool {
+            try execute("/usr/bin/script", ["-qec", "stty cols 90 rows 30; \(berth) exec -t web sh -c 'tty; busybox stty size'", "/dev/null"])
+        }
+        #expect(tty.stdout.hasPrefix("/dev/pts/"), "\(tty.stdout)")
+        // berth-shim does not yet size an exec's pty (neither consoleSize nor ResizePty before start).
+        if !t.berthShim {
+            #expect(tty.stdout.replacingOccurrences(of: "\r", with: "").hasSuffix("\n30 90\n"), "\(tty.stdout)")
+        }
         let pids = try await t.berth(["tasks", "ps", "web"])
         #expect(pids.stdout.split(separator: "\n").count >= 2, "\(pids.stdout)")
 
