@@ -1,4 +1,5 @@
 import BerthAPI
+import BerthCore
 import BerthGRPC
 import Foundation
 import Testing
@@ -112,8 +113,12 @@ import Testing
         #expect(noBundles)
         let runcState = (try? FileManager.default.contentsOfDirectory(atPath: "/run/containerd/runc/\(namespace)")) ?? []
         #expect(runcState.isEmpty, "\(runcState)")
-        let cgroups = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup/pids/\(namespace)")) ?? []
+        // The namespace's cgroup (v1 pids hierarchy) has no container cgroups left below it.
+        let parent = "/sys/fs/cgroup/pids/\(namespace)"
+        let cgroups = ((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [])
+            .filter { Mounting.isDirectory("\(parent)/\($0)") }
         #expect(cgroups.isEmpty, "\(cgroups)")
+        rmdir(parent)
     }
 
     @Test(arguments: S.shims) func deadShimIsCleanedUpOnRestart(shim: String) async throws {

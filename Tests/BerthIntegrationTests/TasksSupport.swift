@@ -102,5 +102,10 @@ enum TaskTestSupport {
             for id in ids { _ = try? execute("/usr/sbin/runc", ["--root", "/run/containerd/runc/\(namespace)", "delete", "--force", id]) }
         }
         rmdir("/run/containerd/runc/\(namespace)")
+        // runc leaves the namespace's parent cgroup (`/<ns>`) in each hierarchy; remove the empty ones.
+        for controller in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
+            rmdir("/sys/fs/cgroup/\(controller)/\(namespace)")
+        }
+        rmdir("/sys/fs/cgroup/unified/\(namespace)")
     }
 }
