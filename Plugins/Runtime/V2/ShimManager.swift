@@ -19,7 +19,7 @@ public actor ShimManager: TaskManager, Closable {
     }
 
     /// Whether `io.containerd.runc.v2` defaults to berth-shim (next to berthd) rather than containerd's lookup.
-    static let defaultToBerthShim = false
+    static let defaultToBerthShim = true
 
     nonisolated let root: String
     nonisolated let state: String
