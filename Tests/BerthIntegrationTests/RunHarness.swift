@@ -4,9 +4,14 @@ import Testing
 /// A one-layer busybox OCI archive (busybox-static with a few applet links, root and nobody users), built once per
 /// test process with tar, gzip and sha256sum; `ctr images import` reads it as docker.io/library/busybox:latest.
 let runTestImage: Result<String, any Error> = Result {
-    let dir = "/tmp/berth-run-image-\(getpid())"
-    let archive = dir + "/busybox.tar"
+    // Shared by test processes: built in a directory of this process, then renamed into place atomically.
+    let shared = "/tmp/berth-run-image"
+    let archive = shared + "/busybox-v1.tar"
     if FileManager.default.fileExists(atPath: archive) { return archive }
+    try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+    let dir = "/tmp/berth-run-image-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let built = dir + "/busybox.tar"
     let script = #"""
         set -eu
         work=$1; out=$2
@@ -35,8 +40,9 @@ let runTestImage: Result<String, any Error> = Result {
         rm -rf "$root" "$layout"
         """#
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let result = try execute("/bin/bash", ["-c", script, "build", dir, archive])
+    let result = try execute("/bin/bash", ["-c", script, "build", dir, built])
     guard result.succeeded else { throw RunTestFailure("building the busybox image failed: \(result.stderr)") }
+    guard rename(built, archive) == 0 else { throw RunTestFailure("rename \(built): errno \(errno)") }
     return archive
 }
 
