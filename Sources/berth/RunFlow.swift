@@ -45,19 +45,18 @@ struct RunFlow: Sendable {
         let leaseID = try await LeasesAPI.Client(wrapping: c.client).create(lease, metadata: c.metadata).lease.id
         var leased = c.metadata
         leased.addString(leaseID, forKey: ContextInterceptor.leaseHeader)
-        if !unpacked {
-            do {
-                try await Unpacker.unpack(c, resolved, snapshotter: snapshotter, lease: leased)
-            } catch {
-                var delete = Containerd_Services_Leases_V1_DeleteRequest()
-                delete.id = leaseID
-                _ = try? await LeasesAPI.Client(wrapping: c.client).delete(delete, metadata: c.metadata)
-                throw error
-            }
+        let mounts: [Containerd_Types_Mount]
+        do {
+            if !unpacked { try await Unpacker.unpack(c, resolved, snapshotter: snapshotter, lease: leased) }
+            var prepare = Containerd_Services_Snapshots_V1_PrepareSnapshotRequest()
+            (prepare.snapshotter, prepare.key, prepare.parent) = (snapshotter, id, resolved.chainID)
+            mounts = try await snapshots.prepare(prepare, metadata: leased).mounts
+        } catch {
+            var delete = Containerd_Services_Leases_V1_DeleteRequest()
+            delete.id = leaseID
+            _ = try? await LeasesAPI.Client(wrapping: c.client).delete(delete, metadata: c.metadata)
+            throw error
         }
-        var prepare = Containerd_Services_Snapshots_V1_PrepareSnapshotRequest()
-        (prepare.snapshotter, prepare.key, prepare.parent) = (snapshotter, id, resolved.chainID)
-        let mounts = try await snapshots.prepare(prepare, metadata: leased).mounts
         do {
             let users = RootfsUsers.read(mounts)
             var spec = try SpecBuilder().build(

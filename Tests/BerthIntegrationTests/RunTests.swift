@@ -332,6 +332,15 @@ enum RunScenarios {
         let badCommand = try await t.berth(["run", "--rm", "busybox", "/no/such/binary"])
         #expect(badCommand.status != 0)
         #expect(try await t.ctr(["containers", "ls", "-q"]).stdout.isEmpty)
+        // An id in use fails at prepare and leaves no lease behind.
+        #expect(try await t.berth(["run", "-d", "--name", "dup", "busybox", "sleep", "60"]).succeeded)
+        let leases = try await t.ctr(["leases", "ls", "-q"]).stdout
+        let dup = try await t.berth(["run", "--rm", "--name", "dup", "busybox", "true"])
+        #expect(dup.status != 0)
+        #expect(dup.stderr.contains("exists"), "\(dup.stderr)")
+        #expect(try await t.ctr(["leases", "ls", "-q"]).stdout == leases)
+        #expect(try await t.ctr(["tasks", "ls"]).stdout.contains("RUNNING"))
+        #expect(try await t.berth(["rm", "-f", "dup"]).succeeded)
         #expect(try await t.berth(["run", "--rm", "-d", "busybox"]).status != 0)
         #expect(try await t.berth(["exec", "nope", "true"]).status != 0)
     }
