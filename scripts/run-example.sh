@@ -23,6 +23,11 @@ echo; echo "== berth namespaces ls"; "$bin/berth" namespaces ls
 echo; echo "== berth snapshots prepare example-snapshot"; "$bin/berth" snapshots prepare example-snapshot
 echo "== berth snapshots mounts"; "$bin/berth" snapshots mounts /tmp/example-target example-snapshot
 "$bin/berth" snapshots rm example-snapshot
+# The test image (busybox-static as a one-layer OCI archive), imported and unpacked, then a container from it.
+scripts/busybox-image.sh "$scratch/busybox.tar"
+echo; echo "== ctr images import busybox.tar"; ctr --address "$socket" images import "$scratch/busybox.tar"
+echo; echo "== berth run --rm busybox"
+"$bin/berth" run --rm docker.io/library/busybox:latest sh -c 'echo "Hello from a Berth container: $(hostname), pid $$"'
 echo
 echo "berthd is running (pid $(cat "$scratch/berthd.pid"), log $scratch/berthd.log, socket $socket)."
 echo "Try: $bin/berth --address $socket events   |   stop it with: make stop"

@@ -37,7 +37,7 @@ import Testing
 
             let filtered = try d.ctr(["plugins", "ls", "type==io.containerd.grpc.v1"])
             let ids = filtered.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: " ")[1] }
-            #expect(Set(ids) == ["version", "introspection", "namespaces", "events", "content", "images", "leases", "snapshots"])
+            #expect(Set(ids) == ["version", "introspection", "namespaces", "events", "content", "images", "leases", "snapshots", "diff", "containers", "tasks"])
         }
     }
 
