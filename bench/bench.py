@@ -63,6 +63,50 @@ def config_berth(d):
     return f'version = 3\nroot = "{d}/root"\nstate = "{d}/state"\n[grpc]\n  address = "{d}/d.sock"\n'
 
 
+class CtrDaemon:
+    """A daemon on a fresh directory under /var/tmp, driven with Debian's ctr (the images and tasks benches)."""
+
+    def __init__(self, name, argv, config):
+        self.name, self.argv, self.config = name, argv, config
+
+    def start(self):
+        self.dir = tempfile.mkdtemp(prefix=f"bench-{self.name}-", dir="/var/tmp")
+        path = os.path.join(self.dir, "config.toml")
+        with open(path, "w") as f:
+            f.write(self.config(self.dir))
+        self.socket = os.path.join(self.dir, "d.sock")
+        self.proc = subprocess.Popen(self.argv + ["--config", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(1000):
+            if self.ctr("version", check=False).returncode == 0:
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"{self.name} did not start")
+
+    def ctr(self, *args, check=True):
+        return subprocess.run(["ctr", "--address", self.socket, *args], check=check, capture_output=True, text=True)
+
+    def timed(self, *args):
+        return timed(["ctr", "--address", self.socket, *args])
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        subprocess.run(f"grep -o ' {self.dir}[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l",
+                       shell=True, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def timed(argv):
+    """Wall time of one command that must succeed."""
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
 class Daemon:
     def __init__(self, name, argv, config):
         self.name, self.argv, self.config = name, argv, config

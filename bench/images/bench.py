@@ -11,7 +11,7 @@ timed as a third column against berthd.
 import argparse, gzip, hashlib, io, json, os, shutil, socket, statistics, subprocess, sys, tarfile, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from bench import config_berth, config_containerd  # noqa: E402
+from bench import CtrDaemon, config_berth, config_containerd, timed  # noqa: E402
 
 CACHE = "/var/tmp/berth-bench-images"
 
@@ -124,40 +124,6 @@ class Registry:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Daemon:
-    def __init__(self, name, argv, config):
-        self.name, self.argv, self.config = name, argv, config
-
-    def start(self):
-        self.dir = tempfile.mkdtemp(prefix=f"bench-img-{self.name}-", dir="/var/tmp")
-        path = os.path.join(self.dir, "config.toml")
-        with open(path, "w") as f:
-            f.write(self.config(self.dir))
-        self.socket = os.path.join(self.dir, "d.sock")
-        self.proc = subprocess.Popen(self.argv + ["--config", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(1000):
-            if subprocess.run(["ctr", "--address", self.socket, "version"], capture_output=True).returncode == 0:
-                return
-            time.sleep(0.01)
-        raise RuntimeError(f"{self.name} did not start")
-
-    def timed(self, argv):
-        t0 = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        return time.perf_counter() - t0
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        subprocess.run(f"grep -o ' {self.dir}[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l",
-                       shell=True, stderr=subprocess.DEVNULL)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--berth-bin", required=True)
@@ -170,8 +136,8 @@ def main():
     try:
         for name, layout in layouts.items():
             reg.push(layout, name)
-        berth = Daemon("berth", [os.path.join(args.berth_bin, "berthd")], config_berth)
-        ctrd = Daemon("containerd", ["containerd"], config_containerd)
+        berth = CtrDaemon("berth", [os.path.join(args.berth_bin, "berthd")], config_berth)
+        ctrd = CtrDaemon("containerd", ["containerd"], config_containerd)
         berth_pull = os.path.join(args.berth_bin, "berth")
         has_berth_pull = subprocess.run([berth_pull, "pull", "--help"], capture_output=True).returncode == 0
         results = {}
@@ -182,11 +148,11 @@ def main():
                 order = [(berth, "ctr→berthd"), (ctrd, "ctr→containerd")]
                 for d, col in (order if r % 2 == 0 else order[::-1]):
                     d.start()
-                    res[col].append(d.timed(["ctr", "--address", d.socket, "image", "pull", "--plain-http", ref]))
+                    res[col].append(d.timed("image", "pull", "--plain-http", ref))
                     d.stop()
                 if has_berth_pull:
                     berth.start()
-                    res["berth pull"].append(berth.timed([berth_pull, "--address", berth.socket, "pull", "--plain-http", ref]))
+                    res["berth pull"].append(timed([berth_pull, "--address", berth.socket, "pull", "--plain-http", ref]))
                     berth.stop()
             results[case] = res
         for case, res in results.items():

@@ -8,11 +8,11 @@ Cases (Debian's ctr is the client of both daemons; the image is scripts/busybox-
   daemon RSS      VmRSS of the daemon with those 20 containers running
 berthd runs its own shim (berth-shim) and runtime (berth-runc); containerd runs containerd-shim-runc-v2 and runc.
 """
-import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, os, statistics, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from bench import config_berth, config_containerd  # noqa: E402
+from bench import CtrDaemon, config_berth, config_containerd  # noqa: E402
 
 IMAGE = "docker.io/library/busybox:latest"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,30 +44,10 @@ def shim_pids(container_id):
     return pids
 
 
-class Daemon:
-    def __init__(self, name, argv, config):
-        self.name, self.argv, self.config = name, argv, config
-
-    def start(self, archive):
-        self.dir = tempfile.mkdtemp(prefix=f"bench-task-{self.name}-", dir="/var/tmp")
-        path = os.path.join(self.dir, "config.toml")
-        with open(path, "w") as f:
-            f.write(self.config(self.dir))
-        self.socket = os.path.join(self.dir, "d.sock")
-        self.proc = subprocess.Popen(self.argv + ["--config", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(1000):
-            if self.ctr("version", check=False).returncode == 0:
-                break
-            time.sleep(0.01)
+class Daemon(CtrDaemon):
+    def start_with(self, archive):
+        self.start()
         self.ctr("images", "import", archive)
-
-    def ctr(self, *args, check=True):
-        return subprocess.run(["ctr", "--address", self.socket, *args], check=check, capture_output=True, text=True)
-
-    def timed(self, *args):
-        t0 = time.perf_counter()
-        self.ctr(*args)
-        return time.perf_counter() - t0
 
     def remove_all(self, ids):
         for i in ids:
@@ -76,17 +56,6 @@ class Daemon:
         for i in ids:
             self.ctr("tasks", "rm", "-f", i, check=False)
             self.ctr("containers", "rm", i, check=False)
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        subprocess.run(f"grep -o ' {self.dir}[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l",
-                       shell=True, stderr=subprocess.DEVNULL)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def main():
@@ -102,7 +71,7 @@ def main():
     res = {d.name: {"run": [], "shim": [], "twenty": [], "rss": []} for d in (berth, ctrd)}
     for r in range(args.rounds):
         for d in ((berth, ctrd) if r % 2 == 0 else (ctrd, berth)):
-            d.start(archive)
+            d.start_with(archive)
             try:
                 d.ctr("run", "--rm", IMAGE, "warm", "/bin/true")
                 for i in range(args.runs):
