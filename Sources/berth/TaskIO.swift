@@ -21,6 +21,9 @@ final class TaskIO: @unchecked Sendable {
     private var stdinClosed = false
     private var processStarted = false
     private var onStdinClosed: (@Sendable () -> Void)?
+    /// The stdin FIFO's write end after EOF, kept open until the process started: the shim takes the FIFO's EOF as
+    /// the end of stdin, and with a terminal that hangs up the pty before the container ran.
+    private var heldStdin: Int32 = -1
 
     /// Makes the FIFOs: stdin only when asked for, stderr only without a terminal (the pty merges it into stdout).
     init(root: String, id: String, stdin: Bool, terminal: Bool) throws(BerthError) {
@@ -56,22 +59,28 @@ final class TaskIO: @unchecked Sendable {
             spawn { [self] in
                 guard let sink = openBlocking(stdin, O_WRONLY) else { return }
                 copy(from: 0, to: sink)
-                close(sink)
                 let callback = lock.withLock { () -> (@Sendable () -> Void)? in
                     stdinClosed = true
-                    return processStarted ? self.onStdinClosed : nil
+                    if processStarted { return self.onStdinClosed }
+                    heldStdin = sink
+                    return nil
                 }
-                callback?()
+                if let callback {
+                    close(sink)
+                    callback()
+                }
             }
         }
     }
 
     /// Called once the process started; a stdin EOF seen earlier is passed on now.
     func markStarted() {
-        let callback = lock.withLock { () -> (@Sendable () -> Void)? in
+        let (callback, held) = lock.withLock { () -> ((@Sendable () -> Void)?, Int32) in
             processStarted = true
-            return stdinClosed ? onStdinClosed : nil
+            defer { heldStdin = -1 }
+            return (stdinClosed ? onStdinClosed : nil, heldStdin)
         }
+        if held >= 0 { close(held) }
         callback?()
     }
 
@@ -88,7 +97,11 @@ final class TaskIO: @unchecked Sendable {
 
     /// Unblocks copy threads still waiting for the daemon to open a FIFO (the task was never created).
     func cancel() {
-        let pending = lock.withLock { pendingOpens }
+        let (pending, held) = lock.withLock { () -> (Set<String>, Int32) in
+            defer { heldStdin = -1 }
+            return (pendingOpens, heldStdin)
+        }
+        if held >= 0 { close(held) }
         for path in pending {
             // Opening the other end completes the waiting open; the copy then sees EOF at once.
             let fd = open(path, (path == stdin ? O_RDONLY : O_WRONLY) | O_NONBLOCK | O_CLOEXEC)

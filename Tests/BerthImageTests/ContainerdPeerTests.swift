@@ -1,3 +1,4 @@
+import BerthCore
 import BerthOCI
 import BerthTestSupport
 import Foundation
@@ -48,7 +49,7 @@ final class TestContainerd: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
-        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let mounts = (try? FileSystem.read("/proc/self/mountinfo")) ?? ""
         for line in mounts.split(separator: "\n") {
             let fields = line.split(separator: " ")
             if fields.count > 4, fields[4].hasPrefix(directory) { umount2(String(fields[4]), Int32(MNT_DETACH)) }

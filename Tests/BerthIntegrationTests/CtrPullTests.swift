@@ -38,7 +38,7 @@ func pullOffPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async 
         let chains = try Self.chainIDs(image.diffIDs)
         let reference = "\(registry.host)/berth/layers:latest"
 
-        let daemon = try await pullOffPool { try Daemon() }
+        let daemon = try await pullOffPool { try Daemon(extra: DiffCtrTests.noBackgroundGC) }
         defer { daemon.remove() }
         let pull = try await pullOffPool {
             try daemon.ctr(["image", "pull", "--plain-http", "--snapshotter", snapshotter, reference], timeout: 120)
@@ -78,7 +78,7 @@ func pullOffPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async 
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let image = try await TestImages.build(.oci, in: scratch + "/layout", name: "library/busybox")
         try await image.push(to: registry, name: "library/busybox")
-        let daemon = try await pullOffPool { try Daemon() }
+        let daemon = try await pullOffPool { try Daemon(extra: DiffCtrTests.noBackgroundGC) }
         defer { daemon.remove() }
         let reference = "\(registry.host)/library/busybox:latest"
         let pull = try await pullOffPool { try daemon.ctr(["image", "pull", "--plain-http", reference], timeout: 120) }

@@ -1,3 +1,4 @@
+import BerthCore
 import Foundation
 import Testing
 
@@ -147,8 +148,8 @@ import Testing
             #expect(run.succeeded, "\(run.stderr)")
             let directory = d.directory
             let mounts: @Sendable () -> Int = {
-                (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8))?.split(separator: "\n")
-                    .filter { $0.contains(directory) }.count ?? 0
+                ((try? FileSystem.read("/proc/mounts")) ?? "").split(separator: "\n")
+                    .filter { $0.contains(directory) }.count
             }
             #expect(mounts() == 1, "the rootfs overlay is mounted in the bundle")
             let snapshots = try await S.ctr(d, ns, ["snapshots", "ls"])

@@ -71,7 +71,7 @@ struct ShimContainerdTests {
 
         /// Stops containerd (SIGTERM, then SIGKILL), kills berth-shims it left, removes the temp dir.
         func stop() {
-            for line in (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8))?.split(separator: "\n") ?? [] {
+            for line in readProcFile("/proc/mounts").split(separator: "\n") {
                 let target = line.split(separator: " ").dropFirst().first.map(String.init) ?? ""
                 if target.hasPrefix(dir.path) { umount2(target, Int32(MNT_DETACH)) }
             }

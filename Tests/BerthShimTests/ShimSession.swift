@@ -147,7 +147,7 @@ final class ShimSession: @unchecked Sendable {
 
     /// True when <bundle>/rootfs is a mount point.
     var rootfsMounted: Bool {
-        let table = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let table = readProcFile("/proc/self/mountinfo")
         return table.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first == Substring(bundle + "/rootfs") }
     }
 
@@ -174,6 +174,23 @@ final class ShimSession: @unchecked Sendable {
         eventServer.close()
         dir.cleanup()
     }
+}
+
+/// The whole of a /proc file. Foundation's String(contentsOfFile:) stops after 4 KiB there, and mountinfo grows past
+/// that while other tests hold mounts.
+func readProcFile(_ path: String) -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return "" }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        bytes.append(contentsOf: chunk[0..<n])
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
 
 /// True when /proc says the process is a zombie (exited, not yet reaped by its parent).
