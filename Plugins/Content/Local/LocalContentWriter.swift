@@ -60,6 +60,18 @@ actor LocalContentWriter: ContentWriter {
         }
     }
 
+    /// Takes the data file's flock, retrying for up to 100 ms: a process this one is spawning holds a copy of every
+    /// descriptor from its fork until its exec closes the close-on-exec ones, and with it the lock of a writer that
+    /// was just closed. Another process's writer holds it for longer and still gets "ref locked".
+    private static func lockBriefly(_ fd: Int32) -> Bool {
+        for _ in 0..<50 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
+            if errno != EWOULDBLOCK { return false }
+            usleep(2_000)
+        }
+        return flock(fd, LOCK_EX | LOCK_NB) == 0
+    }
+
     /// Opens the ingest of `ref`, which the caller has locked in `state`: resumes a valid one (its running digest
     /// restored by rehashing the data already on disk) or creates it. `total`/`expected` update the record.
     static func open(state: StoreState, ref: String, total: Int64, expected: Digest?) throws(BerthError)
@@ -73,7 +85,7 @@ actor LocalContentWriter: ContentWriter {
         // A crash between a commit's chmod 0444 and its rename leaves a read-only ingest: make it writable again.
         _ = chmod(dataPath, 0o644)
         let fd = try Posix.open(dataPath, O_RDWR)
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        guard lockBriefly(fd) else {
             let code = errno
             Glibc.close(fd)
             if code == EWOULDBLOCK { throw .unavailable("ref \(ref) locked") }
