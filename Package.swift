@@ -40,6 +40,10 @@ let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
     ("BerthRuntimeV2", "Plugins/Runtime/V2", ["BerthTTRPC", "BerthAPI"]),
     ("BerthContainersService", "Plugins/Services/Containers", ["BerthGRPC", "BerthAPI"]),
     ("BerthTasksService", "Plugins/Services/Tasks", ["BerthGRPC", "BerthAPI"]),
+    // Transfers (issue "Images"): pull, push, import and export in the daemon, with progress over streams.
+    ("BerthTransferPlugin", "Plugins/Transfer/Local", ["BerthImage", "BerthGRPC", "BerthAPI"]),
+    ("BerthStreamingService", "Plugins/Services/Streaming", ["BerthGRPC", "BerthAPI"]),
+    ("BerthTransferService", "Plugins/Services/Transfer", ["BerthGRPC", "BerthAPI", "BerthImage", "BerthRegistry", "BerthOCI"]),
 ]
 
 /// The snapshotter plugins, which the snapshotter conformance tests run against.
@@ -103,7 +107,7 @@ let package = Package(
         .executableTarget(
             name: "berth",
             dependencies: [
-                "BerthCore", "BerthGRPC", "BerthAPI", "BerthOCI", "BerthSpec",
+                "BerthCore", "BerthGRPC", "BerthAPI", "BerthOCI", "BerthSpec", "BerthRegistry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -149,6 +153,27 @@ let package = Package(
                 "BerthCore", "BerthOCI", .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
+            swiftSettings: swiftSettings),
+        // Image transfers over the stores: pull with unpack, push, import and export (used by the transfer plugin).
+        .target(
+            name: "BerthImage", dependencies: ["BerthCore", "BerthOCI", "BerthRegistry", "BerthArchive"],
+            swiftSettings: swiftSettings),
+        // The image engine in-process (content, snapshotters, metadata, differ, transferrer) for tests.
+        .target(
+            name: "BerthEngineTestSupport",
+            dependencies: [
+                "BerthCore", "BerthImage", "BerthContentPlugin", "BerthDiffService", "BerthEventsPlugin",
+                "BerthMetadataPlugin", "BerthNativeSnapshotter", "BerthOverlaySnapshotter", "BerthTransferPlugin",
+                "BerthWalkingDiffer", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BerthPullTests",
+            dependencies: ["BerthImage", "BerthEngineTestSupport", "BerthTestSupport", "BerthOCI", "BerthRegistry", "BerthCore"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BerthImageArchiveTests",
+            dependencies: ["BerthImage", "BerthEngineTestSupport", "BerthTestSupport", "BerthOCI", "BerthRegistry", "BerthCore"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthArchiveTests", dependencies: ["BerthArchive", "BerthOCI", "BerthTestSupport", "BerthCore"],

@@ -20,6 +20,7 @@ import BerthOverlaySnapshotter
 import BerthRuntimeV2
 import BerthSnapshotsService
 import BerthTasksService
+import BerthTransferPlugin
 import BerthVersionService
 import BerthWalkingDiffer
 
@@ -36,6 +37,7 @@ let builtins: [Registration] = [
     BerthGCPlugin.registration,
     BerthWalkingDiffer.registration,
     BerthDiffService.serviceRegistration,
+    BerthTransferPlugin.registration,
     BerthVersionService.registration,
     BerthIntrospectionService.registration,
     BerthNamespacesService.registration,
