@@ -82,11 +82,15 @@ class CtrDaemon:
             time.sleep(0.01)
         raise RuntimeError(f"{self.name} did not start")
 
+    # Seconds any one ctr command may take: a daemon that stops answering fails the bench instead of hanging it.
+    deadline = 600
+
     def ctr(self, *args, check=True):
-        return subprocess.run(["ctr", "--address", self.socket, *args], check=check, capture_output=True, text=True)
+        return subprocess.run(["ctr", "--address", self.socket, *args], check=check, capture_output=True, text=True,
+                              timeout=self.deadline)
 
     def timed(self, *args):
-        return timed(["ctr", "--address", self.socket, *args])
+        return timed(["ctr", "--address", self.socket, *args], timeout=self.deadline)
 
     def stop(self):
         self.proc.terminate()
@@ -100,10 +104,10 @@ class CtrDaemon:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def timed(argv):
+def timed(argv, timeout=None):
     """Wall time of one command that must succeed."""
     t0 = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, timeout=timeout)
     return time.perf_counter() - t0
 
 

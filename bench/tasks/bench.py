@@ -1,21 +1,32 @@
 #!/usr/bin/env python3
-"""Containers and tasks: Berth vs containerd 1.6 + runc, in one run, rounds alternating.
+"""Containers and tasks: Berth vs containerd 1.6 + runc, in one run, rounds alternating (A B, B A, ...).
 
 Cases (Debian's ctr is the client of both daemons; the image is scripts/busybox-image.sh's, imported into each):
   run --rm        `ctr run --rm busybox r<i> /bin/true`, one at a time (median)
+  task create     Tasks.Create of a created container (`/bin/true`), rootfs from Snapshots.Mounts, over gRPC
+  task start      Tasks.Start of that task
+  task delete     Tasks.Delete once it has exited (Wait first, not timed)
   shim RSS        VmRSS of the shim serving one running container (`sleep`)
   20 at once      wall time of 20 concurrent `ctr run -d ... sleep 600`
   daemon RSS      VmRSS of the daemon with those 20 containers running
 berthd runs its own shim (berth-shim) and runtime (berth-runc); containerd runs containerd-shim-runc-v2 and runc.
+Each daemon start uses its own namespace, so runc roots (/run/containerd/runc/<ns>) never collide between rounds.
+Every ctr and gRPC call has a deadline: a daemon that stops answering fails the bench instead of hanging it.
+The load average is sampled around each daemon's part and printed per daemon.
 """
 import argparse, os, statistics, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from bench import CtrDaemon, config_berth, config_containerd  # noqa: E402
+from bench import CtrDaemon, config_berth, config_containerd, field  # noqa: E402
 
 IMAGE = "docker.io/library/busybox:latest"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TASKS = "/containerd.services.tasks.v1.Tasks/"
+MOUNTS = "/containerd.services.snapshots.v1.Snapshots/Mounts"
+DEADLINE = 120  # seconds, for any one call
 
 
 def rss_mb(pid):
@@ -24,6 +35,11 @@ def rss_mb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def load1():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
 
 
 def shim_pids(container_id):
@@ -44,10 +60,79 @@ def shim_pids(container_id):
     return pids
 
 
+def length_delimited(message, number):
+    """The raw values of length-delimited field `number` in a protobuf message."""
+    out, i = [], 0
+    while i < len(message):
+        key, i = varint_at(message, i)
+        kind = key & 7
+        if kind == 0:
+            _, i = varint_at(message, i)
+        elif kind == 2:
+            size, i = varint_at(message, i)
+            if key >> 3 == number:
+                out.append(message[i:i + size])
+            i += size
+        elif kind == 1:
+            i += 8
+        elif kind == 5:
+            i += 4
+        else:
+            raise ValueError(f"wire type {kind}")
+    return out
+
+
+def varint_at(data, i):
+    value, shift = 0, 0
+    while True:
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
 class Daemon(CtrDaemon):
+    starts = 0
+
     def start_with(self, archive):
+        Daemon.starts += 1
+        self.namespace = f"bench-{self.name}-{os.getpid()}-{Daemon.starts}"
         self.start()
+        self.metadata = (("containerd-namespace", self.namespace),)
+        self.channel = grpc.insecure_channel(f"unix://{self.socket}")
         self.ctr("images", "import", archive)
+
+    def ctr(self, *args, check=True):
+        return subprocess.run(["ctr", "--address", self.socket, "--namespace", getattr(self, "namespace", "default"),
+                               *args], check=check, capture_output=True, text=True, timeout=DEADLINE)
+
+    def timed(self, *args):
+        t0 = time.perf_counter()
+        self.ctr(*args)
+        return time.perf_counter() - t0
+
+    def call(self, path, request):
+        method = self.channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+        return method(request, metadata=self.metadata, timeout=DEADLINE)
+
+    def lifecycle(self, cid):
+        """Times task create, start and delete of a created container running /bin/true."""
+        self.ctr("containers", "create", IMAGE, cid, "/bin/true")
+        mounts = length_delimited(self.call(MOUNTS, field(1, "overlayfs") + field(2, cid)), 1)
+        create = field(1, cid) + b"".join(field(3, m) for m in mounts)
+        t0 = time.perf_counter()
+        self.call(TASKS + "Create", create)
+        t1 = time.perf_counter()
+        self.call(TASKS + "Start", field(1, cid))
+        t2 = time.perf_counter()
+        self.call(TASKS + "Wait", field(1, cid))
+        t3 = time.perf_counter()
+        self.call(TASKS + "Delete", field(1, cid))
+        t4 = time.perf_counter()
+        self.ctr("containers", "rm", cid)
+        return t1 - t0, t2 - t1, t4 - t3
 
     def remove_all(self, ids):
         for i in ids:
@@ -57,42 +142,67 @@ class Daemon(CtrDaemon):
             self.ctr("tasks", "rm", "-f", i, check=False)
             self.ctr("containers", "rm", i, check=False)
 
+    def stop(self):
+        if getattr(self, "channel", None):
+            self.channel.close()
+            self.channel = None
+        super().stop()
+
+
+def measure(d, r, args, res):
+    out = res[d.name]
+    d.ctr("run", "--rm", IMAGE, "warm", "/bin/true")
+    for i in range(args.runs):
+        out["run"].append(d.timed("run", "--rm", IMAGE, f"r{r}-{i}", "/bin/true"))
+    d.lifecycle("lwarm")
+    for i in range(args.runs):
+        create, start, delete = d.lifecycle(f"l{r}-{i}")
+        out["create"].append(create)
+        out["start"].append(start)
+        out["delete"].append(delete)
+    d.ctr("run", "-d", IMAGE, "s1", "sleep", "600")
+    time.sleep(1)
+    out["shim"] += [rss_mb(p) for p in shim_pids("s1")]
+    d.remove_all(["s1"])
+    ids = [f"p{i}" for i in range(20)]
+    t0 = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(lambda i: d.ctr("run", "-d", IMAGE, i, "sleep", "600"), ids))
+        out["twenty"].append(time.perf_counter() - t0)
+        time.sleep(1)
+        out["rss"].append(rss_mb(d.proc.pid))
+    finally:
+        d.remove_all(ids)
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--berth-bin", required=True)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=10, help="ctr run --rm per round")
+    ap.add_argument("--runs", type=int, default=10, help="ctr run --rm and task lifecycles per round")
     args = ap.parse_args()
     archive = "/var/tmp/berth-bench-busybox.tar"
     subprocess.run([os.path.join(ROOT, "scripts", "busybox-image.sh"), archive, IMAGE], check=True)
     berth = Daemon("berth", [os.path.join(args.berth_bin, "berthd")], config_berth)
     ctrd = Daemon("containerd", ["containerd"], config_containerd)
-    res = {d.name: {"run": [], "shim": [], "twenty": [], "rss": []} for d in (berth, ctrd)}
+    keys = ("run", "create", "start", "delete", "shim", "twenty", "rss", "load")
+    res = {d.name: {k: [] for k in keys} for d in (berth, ctrd)}
     for r in range(args.rounds):
         for d in ((berth, ctrd) if r % 2 == 0 else (ctrd, berth)):
+            before = load1()
             d.start_with(archive)
             try:
-                d.ctr("run", "--rm", IMAGE, "warm", "/bin/true")
-                for i in range(args.runs):
-                    res[d.name]["run"].append(d.timed("run", "--rm", IMAGE, f"r{r}-{i}", "/bin/true"))
-                d.ctr("run", "-d", IMAGE, "s1", "sleep", "600")
-                time.sleep(1)
-                res[d.name]["shim"] += [rss_mb(p) for p in shim_pids("s1")]
-                d.remove_all(["s1"])
-                ids = [f"p{i}" for i in range(20)]
-                t0 = time.perf_counter()
-                with ThreadPoolExecutor(20) as pool:
-                    list(pool.map(lambda i: d.ctr("run", "-d", IMAGE, i, "sleep", "600"), ids))
-                res[d.name]["twenty"].append(time.perf_counter() - t0)
-                time.sleep(1)
-                res[d.name]["rss"].append(rss_mb(d.proc.pid))
-                d.remove_all(ids)
+                measure(d, r, args, res)
             finally:
                 d.stop()
-    rows = [("ctr run --rm /bin/true (ms)", "run", 1000), ("shim VmRSS (MB)", "shim", 1),
-            ("20 ctr run -d at once (s)", "twenty", 1), ("daemon VmRSS, 20 running (MB)", "rss", 1)]
-    print(f"\n{'case':34s} {'berth':>10s} {'containerd':>11s} {'ratio':>7s}")
+            res[d.name]["load"].append((before + load1()) / 2)
+    rows = [("ctr run --rm /bin/true (ms)", "run", 1000), ("task create (ms)", "create", 1000),
+            ("task start (ms)", "start", 1000), ("task delete (ms)", "delete", 1000), ("shim VmRSS (MB)", "shim", 1),
+            ("20 ctr run -d at once (s)", "twenty", 1), ("daemon VmRSS, 20 running (MB)", "rss", 1),
+            ("load average (1 min) during", "load", 1)]
+    print(f"\n{args.rounds} rounds (alternating), {args.runs} runs each; medians")
+    print(f"{'case':34s} {'berth':>10s} {'containerd':>11s} {'ratio':>7s}")
     for label, key, scale in rows:
         b, c = res["berth"][key], res["containerd"][key]
         if b and c:
