@@ -66,9 +66,19 @@ actor Authorizer {
     var challenges: [String: AuthChallenge] = [:]
     var tokens: [String: (token: String, expires: Date)] = [:]
 
+    /// Credentials already looked up, per host: a callback source (a client's auth stream) is asked once per host.
+    var known: [String: Credentials?] = [:]
+
     init(credentials: CredentialSource, http: HTTPClient) {
         self.credentials = credentials
         self.http = http
+    }
+
+    func lookupCredentials(_ host: String) async throws(BerthError) -> Credentials? {
+        if let cached = known[host] { return cached }
+        let found = try await credentials.credentials(for: host)
+        known[host] = .some(found)
+        return found
     }
 
     /// The `Authorization` header for a request to `host` needing `scopes`, nil before any challenge.
@@ -76,7 +86,7 @@ actor Authorizer {
         guard let challenge = challenges[host] else { return nil }
         switch challenge.scheme {
         case "basic":
-            guard let creds = try credentials.credentials(for: host) else { return nil }
+            guard let creds = try await lookupCredentials(host) else { return nil }
             return "Basic " + Data("\(creds.username):\(creds.secret)".utf8).base64EncodedString()
         case "bearer":
             var wanted = scopes
@@ -95,12 +105,14 @@ actor Authorizer {
 
     /// Records the challenges of a 401 response; false when nothing new can be tried (same challenge answered already
     /// with the same scopes, or no supported scheme).
-    func challenged(host: String, header: [String], scopes: Set<String>, hadAuthorization: Bool) throws(BerthError) -> Bool {
+    func challenged(host: String, header: [String], scopes: Set<String>, hadAuthorization: Bool) async throws(BerthError)
+        -> Bool
+    {
         let parsed = header.flatMap(AuthChallenge.parse)
         guard let chosen = parsed.first(where: { $0.scheme == "bearer" }) ?? parsed.first(where: { $0.scheme == "basic" }) else {
             return false
         }
-        if chosen.scheme == "basic", try credentials.credentials(for: host) == nil { return false }
+        if chosen.scheme == "basic", try await lookupCredentials(host) == nil { return false }
         let previous = challenges[host]
         challenges[host] = chosen
         if hadAuthorization {
@@ -116,7 +128,7 @@ actor Authorizer {
             throw BerthError(.unknown, "\(host): bearer challenge without a realm")
         }
         let service = challenge.parameters["service"] ?? ""
-        let creds = try credentials.credentials(for: host)
+        let creds = try await lookupCredentials(host)
         if let creds, !creds.secret.isEmpty {
             var form = URLComponents()
             form.queryItems = [

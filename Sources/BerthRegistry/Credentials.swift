@@ -52,12 +52,21 @@ public enum CredentialSource: Sendable {
     case fixed(Credentials)
     /// A Docker `config.json`.
     case dockerConfig(path: String)
+    /// Asked for each host when a registry challenges (the daemon's transfer service forwards this to the client's
+    /// auth stream); nil means anonymous.
+    case callback(@Sendable (_ host: String) async throws -> Credentials?)
 
-    func credentials(for host: String) throws(BerthError) -> Credentials? {
+    func credentials(for host: String) async throws(BerthError) -> Credentials? {
         switch self {
         case .none: return nil
         case .fixed(let credentials): return credentials
         case .dockerConfig(let path): return try Credentials.fromDockerConfig(path: path, host: host)
+        case .callback(let lookup):
+            do {
+                return try await lookup(host)
+            } catch {
+                throw BerthError.wrap(error)
+            }
         }
     }
 }

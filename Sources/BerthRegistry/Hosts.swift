@@ -66,10 +66,14 @@ public struct HostsResolver: Sendable {
     public var configPath: String?
     /// `http` to use plain HTTP (the CLI's `--plain-http`); nil means https except for localhost.
     public var defaultScheme: String?
+    /// Headers sent to every host (containerd's `RegistryResolver.headers`); a hosts.toml `header` of the same name
+    /// wins.
+    public var headers: [String: [String]]
 
-    public init(configPath: String? = nil, defaultScheme: String? = nil) {
+    public init(configPath: String? = nil, defaultScheme: String? = nil, headers: [String: [String]] = [:]) {
         self.configPath = configPath
         self.defaultScheme = defaultScheme
+        self.headers = headers
     }
 
     /// The ordered hosts to try for `namespace` (a reference's domain).
@@ -105,6 +109,9 @@ public struct HostsResolver: Sendable {
             last.path = "/v2"
             last.capabilities = .all
             hosts[hosts.count - 1] = last
+        }
+        if !headers.isEmpty {
+            for index in hosts.indices { hosts[index].headers.merge(headers) { own, _ in own } }
         }
         return hosts
     }
