@@ -74,9 +74,35 @@ public struct UnpackSpec: Sendable, Equatable {
     }
 }
 
+/// One more name for an image store end (containerd 2's `types.transfer.ImageReference`). On import, a prefix
+/// reference is ctr's `--base-name`: tag-only names in the archive become `name:tag`, full names are kept only when
+/// they start with `name`, and `addDigest` also creates `name@<digest>` (ctr's `--digests`; `skipNamedDigest` only
+/// for unnamed images). A non-prefix reference names the imported index (like `name`), or, on export, one more
+/// image to write.
+public struct ImageReference: Sendable, Equatable {
+    public var name: String
+    public var isPrefix: Bool
+    public var allowOverwrite: Bool
+    public var addDigest: Bool
+    public var skipNamedDigest: Bool
+
+    public init(
+        name: String, isPrefix: Bool = false, allowOverwrite: Bool = true, addDigest: Bool = false,
+        skipNamedDigest: Bool = false
+    ) {
+        self.name = name
+        self.isPrefix = isPrefix
+        self.allowOverwrite = allowOverwrite
+        self.addDigest = addDigest
+        self.skipNamedDigest = skipNamedDigest
+    }
+}
+
 /// The image store end (containerd's `types.transfer.ImageStore`).
 public struct ImageStoreSpec: Sendable, Equatable {
-    /// The image name to create or read; for an import, empty names images from the archive's references.
+    /// The image name to create or read; for an import, empty names images from the archive's references, and
+    /// a name keeps the archive's whole index under it (ctr's `--index-name`). For an export, empty with no
+    /// `extraReferences` exports every image of the namespace.
     public var name: String
     public var labels: [String: String]
     /// Platforms to fetch, push or export; empty means the host's (or every platform with `allMetadata`).
@@ -84,16 +110,23 @@ public struct ImageStoreSpec: Sendable, Equatable {
     /// Fetch the manifests and configs of every platform, layers only of the chosen ones.
     public var allMetadata: Bool
     public var unpacks: [UnpackSpec]
+    /// More names (see `ImageReference`): import prefixes and digest names, more images to export.
+    public var extraReferences: [ImageReference]
+    /// Import of a Docker archive: gzip its uncompressed layers (ctr's `--compress-blobs`, containerd 2's
+    /// `ImageImportStream.force_compress`).
+    public var forceCompress: Bool
 
     public init(
         name: String = "", labels: [String: String] = [:], platforms: [OCIPlatform] = [], allMetadata: Bool = false,
-        unpacks: [UnpackSpec] = []
+        unpacks: [UnpackSpec] = [], extraReferences: [ImageReference] = [], forceCompress: Bool = false
     ) {
         self.name = name
         self.labels = labels
         self.platforms = platforms
         self.allMetadata = allMetadata
         self.unpacks = unpacks
+        self.extraReferences = extraReferences
+        self.forceCompress = forceCompress
     }
 }
 
