@@ -19,8 +19,10 @@ import BerthNativeSnapshotter
 import BerthOverlaySnapshotter
 import BerthRuntimeV2
 import BerthSnapshotsService
+import BerthStreamingService
 import BerthTasksService
 import BerthTransferPlugin
+import BerthTransferService
 import BerthVersionService
 import BerthWalkingDiffer
 
@@ -38,6 +40,7 @@ let builtins: [Registration] = [
     BerthWalkingDiffer.registration,
     BerthDiffService.serviceRegistration,
     BerthTransferPlugin.registration,
+    BerthStreamingService.managerRegistration,
     BerthVersionService.registration,
     BerthIntrospectionService.registration,
     BerthNamespacesService.registration,
@@ -47,6 +50,8 @@ let builtins: [Registration] = [
     BerthLeasesService.registration,
     BerthSnapshotsService.registration,
     BerthDiffService.registration,
+    BerthStreamingService.registration,
+    BerthTransferService.registration,
     BerthRuntimeV2.registration,
     BerthContainersService.registration,
     BerthTasksService.registration,
