@@ -19,6 +19,7 @@ struct Berth: AsyncParsableCommand {
             VersionCommand.self, Plugins.self, Namespaces.self, Events.self, Content.self, Leases.self, Images.self,
             Snapshots.self, RunCommand.self, ExecCommand.self, PsCommand.self, KillCommand.self, RmCommand.self,
             PauseCommand.self, ResumeCommand.self, StatsCommand.self, Containers.self, Tasks.self,
+            PullCommand.self, PushCommand.self, ImportCommand.self, ExportCommand.self,
         ])
 }
 
