@@ -83,7 +83,8 @@ struct Leases: AsyncParsableCommand {
 
 struct Images: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "images", abstract: "Manage image records.", subcommands: [List.self, Remove.self, Label.self],
+        commandName: "images", abstract: "Manage image records.",
+        subcommands: [List.self, Remove.self, Label.self, Inspect.self, Tag.self],
         aliases: ["image", "i"])
 
     struct List: AsyncParsableCommand {
