@@ -123,7 +123,8 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "BerthTTRPCTests", dependencies: ["BerthTTRPC", "BerthAPI"], swiftSettings: swiftSettings),
+            name: "BerthTTRPCTests", dependencies: ["BerthTTRPC", "BerthAPI", "BerthTestSupport"],
+            swiftSettings: swiftSettings),
         .systemLibrary(
             name: "CBtrfsUtil", path: "Sources/CBtrfsUtil", providers: [.apt(["libbtrfsutil-dev"])]),
         // BEGIN berth-runc (the OCI runtime; owned by the runtime work, see issue "berth-runc")
@@ -185,13 +186,24 @@ let package = Package(
         // END images
         // BEGIN shim (issue "Containers and tasks"): containerd's shim v2 over ttrpc, driving a runc-like runtime.
         .target(name: "CBerthShim", path: "Sources/berth-shim/CShim"),
+        // The shim's copy of the few generated messages it speaks: SwiftProtobuf only, no gRPC or Foundation.
+        .target(
+            name: "BerthShimAPI", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Sources/berth-shim/ShimAPI", exclude: ["refresh.sh"], swiftSettings: swiftSettings),
+        // Release builds link the Swift runtime statically: a smaller shim (RSS) that needs no toolchain.
         .executableTarget(
             name: "berth-shim",
-            dependencies: ["BerthTTRPC", "BerthAPI", "CBerthShim"],
-            exclude: ["CShim"],
-            swiftSettings: swiftSettings),
+            dependencies: ["BerthTTRPC", "BerthShimAPI", "CBerthShim"],
+            exclude: ["CShim", "ShimAPI"],
+            swiftSettings: swiftSettings,
+            // SwiftProtobuf imports Foundation (its BinaryDelimitedStreams trait), so its static parts are named.
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-static-stdlib", "-lCoreFoundation", "-l_FoundationICU", "-l_FoundationCShims",
+                     "-l_FoundationCollections", "-lswiftSynchronization"], .when(configuration: .release)),
+            ]),
         .testTarget(
-            name: "BerthShimTests", dependencies: ["BerthTTRPC", "BerthAPI"],
+            name: "BerthShimTests", dependencies: ["BerthTTRPC", "BerthAPI", "BerthTestSupport"],
             swiftSettings: swiftSettings),
         // END shim
         // BEGIN run (issue "Containers and tasks"): OCI runtime spec from an image config and `berth run` flags,

@@ -6,7 +6,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import BerthAPI
+import BerthShimAPI
 import BerthTTRPC
 import SwiftProtobuf
 

@@ -1,7 +1,7 @@
 // Task events to the daemon: `containerd.services.events.ttrpc.v1.Events/Forward` on TTRPC_ADDRESS. Events are
 // queued and sent in order by one worker, so a slow or restarting daemon never blocks the task service; a failed
 // send is retried on a new connection with back-off.
-import BerthAPI
+import BerthShimAPI
 import BerthTTRPC
 import SwiftProtobuf
 

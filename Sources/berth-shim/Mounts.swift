@@ -2,7 +2,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import BerthAPI
+import BerthShimAPI
 import BerthTTRPC
 import CBerthShim
 

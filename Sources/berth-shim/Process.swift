@@ -3,7 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import BerthAPI
+import BerthShimAPI
 import BerthTTRPC
 import SwiftProtobuf
 import Synchronization
@@ -21,6 +21,8 @@ final class ShimProcess: Sendable {
         /// Deleted processes ignore a late exit.
         var deleted = false
         var waiters: [CheckedContinuation<Void, Never>] = []
+        /// A window size asked for before the pty existed (ResizePty before Start), applied once it does.
+        var pendingSize: (width: UInt32, height: UInt32)?
     }
 
     let containerID: String

@@ -150,6 +150,27 @@ enum JSONText {
         return nil
     }
 
+    /// `process.consoleSize` of an OCI process spec (`"consoleSize":{"height":30,"width":90}`), if both are set.
+    static func consoleSize(_ spec: [UInt8]) -> (width: UInt32, height: UInt32)? {
+        let text = String(decoding: spec, as: UTF8.self)
+        guard let key = text.firstRange(of: "\"consoleSize\""),
+              let open = text[key.upperBound...].firstIndex(of: "{"),
+              let close = text[open...].firstIndex(of: "}")
+        else { return nil }
+        let body = String(text[open...close])
+        guard let width = integerValue(body, key: "width"), let height = integerValue(body, key: "height"),
+              width > 0, height > 0
+        else { return nil }
+        return (width, height)
+    }
+
+    /// The unsigned integer value of `"key":` in a flat JSON object.
+    static func integerValue(_ text: String, key: String) -> UInt32? {
+        guard let range = text.firstRange(of: "\"\(key)\"") else { return nil }
+        let rest = text[range.upperBound...].drop { $0 == " " || $0 == ":" || $0 == "\n" || $0 == "\t" }
+        return UInt32(String(rest.prefix { $0.isNumber }))
+    }
+
     /// The integers of a flat JSON array such as `[1,2,3]` (runc ps --format json).
     static func integers(_ bytes: [UInt8]) -> [Int32] {
         var result: [Int32] = []

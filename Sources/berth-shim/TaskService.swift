@@ -2,7 +2,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import BerthAPI
+import BerthShimAPI
 import BerthTTRPC
 import SwiftProtobuf
 
@@ -98,6 +98,14 @@ actor TaskService {
             state.io = io
         }
         watch(process, pid: pid)
+        let publisher = publisher, id = request.id
+        OOMWatch.start(pid: pid) {
+            Task {
+                var event = Containerd_Events_TaskOOM()
+                event.containerID = id
+                await publisher.publish("/tasks/oom", event)
+            }
+        }
         containers[request.id] = ShimContainer(
             id: request.id, bundle: bundle, runtime: runtime, initProcess: process, rootfsMounted: !request.rootfs.isEmpty)
         var event = Containerd_Events_TaskCreate()
@@ -213,6 +221,9 @@ actor TaskService {
             if let console {
                 try io.attach(console: try await console.master())
                 await console.close()
+                // The size the exec asked for (consoleSize), then any ResizePty that came before Start.
+                let size = process.state.withLock { $0.pendingSize } ?? JSONText.consoleSize(process.spec)
+                if let size { try? io.resize(width: size.width, height: size.height) }
             }
         } catch {
             io.close()
@@ -380,7 +391,16 @@ actor TaskService {
 
     func resizePty(_ request: Containerd_Task_V2_ResizePtyRequest) throws -> Google_Protobuf_Empty {
         let process = try container(request.id).process(request.execID)
-        guard let io = process.io else { throw TTRPCError(.notFound, "console not found") }
+        guard let io = process.io else {
+            // Not started yet: the size applies once its pty exists (containerd's shim accepts this too).
+            let kept = process.state.withLock { state -> Bool in
+                guard state.status == .created else { return false }
+                state.pendingSize = (request.width, request.height)
+                return true
+            }
+            if kept { return Google_Protobuf_Empty() }
+            throw TTRPCError(.notFound, "console not found")
+        }
         try io.resize(width: request.width, height: request.height)
         return Google_Protobuf_Empty()
     }

@@ -152,10 +152,8 @@ enum RunScenarios {
             try execute("/usr/bin/script", ["-qec", "stty cols 90 rows 30; \(berth) exec -t web sh -c 'tty; busybox stty size'", "/dev/null"])
         }
         #expect(tty.stdout.hasPrefix("/dev/pts/"), "\(tty.stdout)")
-        // berth-shim does not yet size an exec's pty (neither consoleSize nor ResizePty before start).
-        if !t.berthShim {
-            #expect(tty.stdout.replacingOccurrences(of: "\r", with: "").hasSuffix("\n30 90\n"), "\(tty.stdout)")
-        }
+        // The exec's pty has this terminal's size from the start (consoleSize, or ResizePty before Start).
+        #expect(tty.stdout.replacingOccurrences(of: "\r", with: "").hasSuffix("\n30 90\n"), "\(tty.stdout)")
         let pids = try await t.berth(["tasks", "ps", "web"])
         #expect(pids.stdout.split(separator: "\n").count >= 2, "\(pids.stdout)")
 

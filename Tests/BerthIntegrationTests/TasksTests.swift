@@ -111,16 +111,8 @@ import Testing
 
     @Test(arguments: S.shims) func eventsShowTheTaskLifecycle(shim: String) async throws {
         try await withSetup(shim: shim) { d, ns, rootfs in
-            let events = try Capture(ctrPath, ["--address", d.socket, "events"])
+            let events = try await subscribe(d)
             defer { events.stop() }
-            // The subscription is live once an event gets through.
-            var n = 0
-            while !events.text.contains("/namespaces/create") && n < 50 {
-                n += 1
-                let name = "probe\(n)"
-                _ = try await S.ctr(d, nil, ["namespaces", "create", name])
-                try await Task.sleep(for: .milliseconds(100))
-            }
             let run = try await S.ctr(d, ns, ["run", "--rm", "--rootfs", rootfs, "ev", "/bin/sh", "-c", "exit 4"])
             #expect(run.status == 4)
             let topics = ["/containers/create", "/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete", "/containers/delete"]
@@ -163,6 +155,75 @@ import Testing
             #expect(unmounted)
             let after = try await S.ctr(d, ns, ["snapshots", "ls"])
             #expect(!after.stdout.contains("i2"), "\(after.stdout)")
+        }
+    }
+
+    /// `ctr events` against `d`, returned once the subscription is live (an event got through).
+    func subscribe(_ d: Daemon) async throws -> Capture {
+        let events = try Capture(ctrPath, ["--address", d.socket, "events"])
+        var n = 0
+        while !events.text.contains("/namespaces/create") && n < 50 {
+            n += 1
+            _ = try await S.ctr(d, nil, ["namespaces", "create", "probe\(n)"])
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return events
+    }
+
+    @Test(arguments: S.shims) func outOfMemoryIsAnEventAndExit137(shim: String) async throws {
+        try await withSetup(shim: shim) { d, ns, rootfs in
+            try FileManager.default.createSymbolicLink(atPath: rootfs + "/bin/dd", withDestinationPath: "busybox")
+            let events = try await subscribe(d)
+            defer { events.stop() }
+            // dd's 128 MiB buffer, filled from /dev/zero, cannot fit in a 32 MiB memory cgroup.
+            let run = try await S.ctr(d, ns, [
+                "run", "--rm", "--memory-limit", "33554432", "--rootfs", rootfs, "oom1",
+                "/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1",
+            ])
+            #expect(run.status == 137, "\(run.stdout) \(run.stderr)")
+            let seen = try await S.eventually(10) { events.text.contains("/containers/delete") }
+            #expect(seen, "\(events.text)")
+            let text = events.text
+            #expect(text.contains("/tasks/oom {\"container_id\":\"oom1\"}"), "\(text)")
+            #expect(text.contains("\"exit_status\":137"), "\(text)")
+            let order = ["/tasks/start", "/tasks/oom", "/tasks/delete"].compactMap { text.range(of: $0)?.lowerBound }
+            #expect(order.count == 3 && order == order.sorted(), "\(text)")
+            // A task that stays within its limit reports no OOM, also when its cgroup is removed.
+            let fits = try await S.ctr(d, ns, ["run", "--rm", "--memory-limit", "33554432", "--rootfs", rootfs, "fits", "/bin/true"])
+            #expect(fits.succeeded, "\(fits.stderr)")
+            let fitsGone = try await S.eventually(10) { events.text.components(separatedBy: "/containers/delete").count == 3 }
+            #expect(fitsGone, "\(events.text)")
+            #expect(events.text.components(separatedBy: "/tasks/oom").count == 2, "\(events.text)")
+        }
+    }
+
+    @Test(.enabled(if: PtyDriver.available), arguments: S.shims) func terminalResizeReachesTheContainer(shim: String) async throws {
+        try await withSetup(shim: shim) { d, ns, rootfs in
+            try FileManager.default.createSymbolicLink(atPath: rootfs + "/bin/stty", withDestinationPath: "busybox")
+            let ctr = [ctrPath, "--address", d.socket, "--namespace", ns]
+            // ctr run -t: the container's pty takes the terminal's size, then follows a resize (ResizePty).
+            let waiter = PtyDriver.waiter(initial: (20, 70), resized: (33, 99))
+            let run = try await S.offPool {
+                try PtyDriver.run(ctr + ["run", "-t", "--rm", "--rootfs", rootfs, "tty1", "/bin/sh", "-c", waiter],
+                                  initial: (20, 70), resized: (33, 99))
+            }
+            #expect(run.status == 0, "\(run.stdout) \(run.stderr)")
+            #expect(run.stdout.contains("ready") && run.stdout.contains("resized"), "\(run.stdout)")
+
+            // ctr task exec -t: the same for an exec's pty.
+            #expect(try await S.ctr(d, ns, ["run", "-d", "--rootfs", rootfs, "host", "/bin/sleep", "1000"]).succeeded)
+            let execWaiter = PtyDriver.waiter(initial: (25, 81), resized: (40, 120))
+            let exec = try await S.offPool {
+                try PtyDriver.run(ctr + ["task", "exec", "-t", "--exec-id", "x1", "host", "/bin/sh", "-c", execWaiter],
+                                  initial: (25, 81), resized: (40, 120))
+            }
+            #expect(exec.status == 0, "\(exec.stdout) \(exec.stderr)")
+            #expect(exec.stdout.contains("ready") && exec.stdout.contains("resized"), "\(exec.stdout)")
+            _ = try await S.ctr(d, ns, ["tasks", "kill", "-s", "KILL", "host"])
+            let stopped = try await S.eventually { try S.tasks(d, namespace: ns)["host"]?.status == "STOPPED" }
+            #expect(stopped)
+            #expect(try await S.ctr(d, ns, ["tasks", "rm", "host"]).succeeded)
+            #expect(try await S.ctr(d, ns, ["containers", "rm", "host"]).succeeded)
         }
     }
 }

@@ -1,4 +1,5 @@
 import BerthAPI
+import BerthTestSupport
 import BerthTTRPC
 import Foundation
 import Glibc
@@ -36,35 +37,6 @@ final class TempDir: @unchecked Sendable {
 
     func file(_ name: String) -> String { "\(path)/\(name)" }
     func cleanup() { try? FileManager.default.removeItem(atPath: path) }
-}
-
-/// Thread-safe box for values tests collect from handlers and threads.
-final class Box<T>: @unchecked Sendable {
-    private var value: T
-    private let lock = NSLock()
-    init(_ value: T) { self.value = value }
-    var get: T { lock.withLock { value } }
-    func update(_ body: (inout T) -> Void) { lock.withLock { body(&value) } }
-}
-
-/// Polls `condition` (bounded, so a broken test cannot hang) without blocking the concurrency pool.
-func eventually(_ limit: Double = 20, _ condition: () -> Bool) async -> Bool {
-    let deadline = Date().addingTimeInterval(limit)
-    while Date() < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
-}
-
-/// The same for synchronous clean-up code.
-func eventuallyBlocking(_ limit: Double = 20, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(limit)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
 }
 
 /// A finished program: exit status, stdout, stderr.

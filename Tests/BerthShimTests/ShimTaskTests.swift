@@ -1,4 +1,5 @@
 import BerthAPI
+import BerthTestSupport
 import BerthTTRPC
 import Foundation
 import Glibc

@@ -1,3 +1,4 @@
+import BerthTestSupport
 import BerthTTRPC
 import Foundation
 import Glibc
@@ -75,36 +76,6 @@ final class RawConnection {
         guard let data = readExactly(Int(header.length)) else { return nil }
         return (header, data)
     }
-}
-
-/// Waits (polling, bounded) until `condition` holds; the bound only keeps a broken test from hanging.
-/// Async, so that waiting does not block one of the few threads of the concurrency pool.
-func eventually(_ limit: Double = 20, _ condition: () -> Bool) async -> Bool {
-    let deadline = Date().addingTimeInterval(limit)
-    while Date() < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
-}
-
-/// The same for synchronous code (clean-up in `defer`).
-func eventuallyBlocking(_ limit: Double = 20, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(limit)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
-}
-
-/// Thread-safe box for values tests collect from handlers.
-final class Box<T>: @unchecked Sendable {
-    private var value: T
-    private let lock = NSLock()
-    init(_ value: T) { self.value = value }
-    var get: T { lock.withLock { value } }
-    func update(_ body: (inout T) -> Void) { lock.withLock { body(&value) } }
 }
 
 /// Runs a program to completion with posix_spawn + waitpid (killed after `limit` seconds); stdout and stderr go to

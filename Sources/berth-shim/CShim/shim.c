@@ -9,6 +9,8 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <termios.h>
 #include <pthread.h>
 
@@ -147,4 +149,20 @@ unsigned long berth_shim_mount_flag(const char *option, int *clear) {
     }
     *clear = -1;  // not a flag: data
     return 0;
+}
+
+int berth_shim_eventfd(void) {
+    int fd = eventfd(0, EFD_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+}
+
+int berth_shim_inotify_modify(const char *path) {
+    int fd = inotify_init1(IN_CLOEXEC);
+    if (fd < 0) return -errno;
+    if (inotify_add_watch(fd, path, IN_MODIFY | IN_DELETE_SELF) < 0) {
+        int code = errno;
+        close(fd);
+        return -code;
+    }
+    return fd;
 }

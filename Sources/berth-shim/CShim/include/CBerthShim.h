@@ -32,5 +32,9 @@ int berth_shim_set_blocking(int fd);
 /// The mount flag for a containerd mount option ("ro", "nosuid", "rbind"…); `clear` is set when the option
 /// clears the flag (e.g. "rw"). Returns 0 for options that are data, not flags.
 unsigned long berth_shim_mount_flag(const char *option, int *clear);
+/// eventfd(0, EFD_CLOEXEC); returns the descriptor or -errno.
+int berth_shim_eventfd(void);
+/// inotify_init1(IN_CLOEXEC) watching `path` for modification and removal; returns the descriptor or -errno.
+int berth_shim_inotify_modify(const char *path);
 
 #endif
