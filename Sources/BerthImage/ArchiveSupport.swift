@@ -207,7 +207,8 @@ enum GoJSON {
     }
 }
 
-/// Archive entry names, cleaned as Go's `path.Clean`; names that leave the archive root are refused.
+/// Archive entry names, cleaned as Go's `path.Clean` (`a/../b` is `b`); names that leave the archive root are
+/// refused.
 enum ArchivePath {
     static func clean(_ name: String) throws(BerthError) -> String {
         if name.hasPrefix("/") { throw .invalidArgument("archive entry \(name.debugDescription): absolute path") }
@@ -216,7 +217,9 @@ enum ArchivePath {
             switch part {
             case ".": continue
             case "..":
-                throw .invalidArgument("archive entry \(name.debugDescription): path escapes the archive (..)")
+                guard parts.popLast() != nil else {
+                    throw .invalidArgument("archive entry \(name.debugDescription): path escapes the archive (..)")
+                }
             default: parts.append(part)
             }
         }

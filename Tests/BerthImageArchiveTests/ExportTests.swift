@@ -32,7 +32,9 @@ import Testing
 
             let dir = f.scratch + "/unpacked"
             try await tool("/usr/bin/tar", ["-C", f.scratch, "--one-top-level=exported-layout", "-xf", exported])
-            try await tool("/usr/bin/oci-image-tool", ["validate", "--type", "imageLayout", f.scratch + "/exported-layout"])
+            // This oci-image-tool (Debian's) validates a layout directory as type "image", found by ref name.
+            try await tool("/usr/bin/oci-image-tool", ["validate", "--type", "image", "--ref", "name=v1",
+                                                       f.scratch + "/exported-layout"])
             try await tool("/usr/bin/umoci", ["unpack", "--rootless", "--image", f.scratch + "/exported-layout:v1", dir])
             for path in TestImageExpectations.present {
                 #expect(FileManager.default.fileExists(atPath: dir + "/rootfs/" + path), "\(path) missing")
@@ -54,7 +56,7 @@ import Testing
             let original = try FileManager.default.contentsOfDirectory(atPath: layout.path + "/blobs/sha256")
             for hex in original { #expect(names.contains("blobs/sha256/\(hex)"), "\(hex) missing") }
             try await tool("/usr/bin/tar", ["-C", f.scratch, "--one-top-level=rt-layout", "-xf", exported])
-            try await tool("/usr/bin/oci-image-tool", ["validate", "--type", "imageLayout", f.scratch + "/rt-layout"])
+            try await tool("/usr/bin/oci-image-tool", ["validate", "--type", "image", "--ref", "name=rt", f.scratch + "/rt-layout"])
 
             // Imported into a fresh engine, the image has the same target.
             try await Fixture.with { g in
