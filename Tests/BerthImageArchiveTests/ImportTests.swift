@@ -115,6 +115,20 @@ import Testing
         }
     }
 
+    @Test func concurrentImportsOfOneArchiveBothSucceed() async throws {
+        try await Fixture.with { f in
+            let (layout, archive) = try await f.build(.multiLayer)
+            async let first: Void = f.importArchive(archive, ImageStoreSpec(name: "example.com/first:1"))
+            async let second: Void = f.importArchive(archive, ImageStoreSpec(name: "example.com/second:1"))
+            _ = try await (first, second)
+            let names = try await f.images().map(\.name)
+            #expect(names == ["docker.io/library/busybox:latest", "example.com/first:1", "example.com/second:1"])
+            #expect(try await f.leases().isEmpty)
+            let left = Set(try await f.contentAfterGC().map(\.digest))
+            #expect(left.isSuperset(of: layout.layers.map(\.digest)))
+        }
+    }
+
     @Test func importUnpacksIntoTheNamedSnapshotter() async throws {
         try await Fixture.with { f in
             let (layout, archive) = try await f.build(.multiLayer)
