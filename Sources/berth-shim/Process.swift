@@ -23,6 +23,9 @@ final class ShimProcess: Sendable {
         var waiters: [CheckedContinuation<Void, Never>] = []
         /// A window size asked for before the pty existed (ResizePty before Start), applied once it does.
         var pendingSize: (width: UInt32, height: UInt32)?
+        /// Set once the start event went out; an OOM seen before waits for it (`pendingOOM`).
+        var startAnnounced = false
+        var pendingOOM = false
     }
 
     let containerID: String

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import BerthShimAPI
 import BerthTTRPC
+import CBerthShim
 import SwiftProtobuf
 
 /// What the long-lived shim was started with.
@@ -20,6 +21,8 @@ actor TaskService {
     let publisher: EventPublisher
     private var containers: [String: ShimContainer] = [:]
     private var creating: Set<String> = []
+    /// The pending memory trim (see `scheduleTrim`).
+    private var trim: Task<Void, Never>?
     /// Called once Shutdown finds no task left.
     private let onShutdown: @Sendable () -> Void
 
@@ -98,13 +101,8 @@ actor TaskService {
             state.io = io
         }
         watch(process, pid: pid)
-        let publisher = publisher, id = request.id
-        OOMWatch.start(pid: pid) {
-            Task {
-                var event = Containerd_Events_TaskOOM()
-                event.containerID = id
-                await publisher.publish("/tasks/oom", event)
-            }
+        OOMWatch.start(pid: pid) { [weak self] in
+            Task { await self?.outOfMemory(process) }
         }
         containers[request.id] = ShimContainer(
             id: request.id, bundle: bundle, runtime: runtime, initProcess: process, rootfsMounted: !request.rootfs.isEmpty)
@@ -122,6 +120,18 @@ actor TaskService {
         var response = Containerd_Task_V2_CreateTaskResponse()
         response.pid = UInt32(bitPattern: pid)
         return response
+    }
+
+    /// A shim mostly waits once its task runs: a second after the last start, it gives back what the work touched
+    /// (freed heap, and the fault-around pages of code and constants, which return from the page cache on use).
+    private func scheduleTrim() {
+        trim?.cancel()
+        trim = Task {
+            try? await Task.sleep(for: .seconds(1))
+            if Task.isCancelled { return }
+            berth_shim_trim_heap()
+            _ = berth_shim_release_clean_pages()
+        }
     }
 
     static func readPid(_ path: String) -> Int32 {
@@ -153,6 +163,18 @@ actor TaskService {
         event.exitStatus = UInt32(bitPattern: exit.status)
         event.exitedAt = Google_Protobuf_Timestamp(seconds: exit.time.seconds, nanos: exit.time.nanos)
         await publisher.publish("/tasks/exit", event)
+    }
+
+    /// `/tasks/oom` for the container; one that comes before the start event went out waits for it.
+    private func outOfMemory(_ process: ShimProcess) async {
+        let early = process.state.withLock { state in
+            if !state.startAnnounced { state.pendingOOM = true }
+            return !state.startAnnounced
+        }
+        if early { return }
+        var event = Containerd_Events_TaskOOM()
+        event.containerID = process.containerID
+        await publisher.publish("/tasks/oom", event)
     }
 
     func start(_ request: Containerd_Task_V2_StartRequest) async throws -> Containerd_Task_V2_StartResponse {
@@ -194,8 +216,15 @@ actor TaskService {
                 await publisher.publish("/tasks/exec-started", event)
             }
         }
+        let oomPending = process.state.withLock { state in
+            defer { state.pendingOOM = false }
+            state.startAnnounced = true
+            return state.pendingOOM
+        }
+        if oomPending { await outOfMemory(process) }
         if let pending { await exited(process, pending) }
         if let failure { throw failure }
+        scheduleTrim()
         var response = Containerd_Task_V2_StartResponse()
         response.pid = UInt32(bitPattern: process.pid)
         return response

@@ -35,6 +35,7 @@ default:
 // The long-lived shim.
 let bundle = currentDirectory()
 ShimLog.open(bundle + "/log")
+berth_shim_limit_malloc_arenas()
 if berth_shim_set_subreaper() != 0 { ShimLog.write("cannot become a child subreaper") }
 let config = ShimConfig(
     namespace: flags.namespace, id: flags.id, address: flags.address,

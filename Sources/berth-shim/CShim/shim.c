@@ -1,11 +1,14 @@
 #define _GNU_SOURCE
 #include "CBerthShim.h"
 #include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -165,4 +168,46 @@ int berth_shim_inotify_modify(const char *path) {
         return -code;
     }
     return fd;
+}
+
+int berth_shim_release_clean_pages(void) {
+    FILE *maps = fopen("/proc/self/smaps", "re");
+    if (maps == NULL) return -errno;
+    char line[4352];
+    unsigned long start = 0, end = 0;
+    int candidate = 0, released = 0;
+    while (fgets(line, sizeof line, maps) != NULL) {
+        unsigned long lo, hi;
+        char perms[8];
+        int offset = 0;
+        // A mapping's header: "lo-hi perms offset dev inode   path"; attribute lines start with a capital.
+        if (line[0] >= 'A' && line[0] <= 'Z') {
+            unsigned long kb;
+            // Anonymous pages of a private file mapping are its copied-on-write (relocated) pages: keep those.
+            if (candidate && sscanf(line, "Anonymous: %lu kB", &kb) == 1 && kb != 0) candidate = 0;
+            if (candidate && strncmp(line, "VmFlags:", 8) == 0) {
+                // Clean, read-only, file-backed: dropping its pages loses nothing, they come back from the page cache.
+                madvise((void *)start, end - start, MADV_RANDOM);
+                if (madvise((void *)start, end - start, MADV_DONTNEED) == 0) released++;
+                candidate = 0;
+            }
+            continue;
+        }
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &offset) >= 3) {
+            const char *path = offset > 0 ? line + offset : "";
+            start = lo;
+            end = hi;
+            candidate = perms[0] == 'r' && perms[1] != 'w' && path[0] == '/';
+        }
+    }
+    fclose(maps);
+    return released;
+}
+
+void berth_shim_limit_malloc_arenas(void) {
+    mallopt(M_ARENA_MAX, 2);
+}
+
+void berth_shim_trim_heap(void) {
+    malloc_trim(0);
 }
