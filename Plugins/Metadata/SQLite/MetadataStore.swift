@@ -62,9 +62,20 @@ public actor MetadataStore: NamespaceStore, Closable {
         }
     }
 
+    /// Runs `body` in a read transaction on a reader connection.
+    ///
+    /// Uses GRDB's callback `asyncRead`, which hands the reader back to the pool on the reader's own queue. GRDB's
+    /// `async` read keeps the reader until the awaiting task resumes on the global executor, which in berthd is the
+    /// NIO loops; with every reader held that way and both loops blocked in `readNow` waiting for a reader, nothing
+    /// could run again (berthd stopped answering under 20 concurrent `ctr run`).
     func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
+        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
+            pool.asyncRead { database in
+                continuation.resume(returning: Result { try body(database.get()) })
+            }
+        }
         do {
-            return try await pool.read(body)
+            return try result.get()
         } catch let error as BerthError {
             throw error
         } catch {
