@@ -3,6 +3,7 @@
 #endif
 @testable import BerthArchive
 import BerthCore
+import BerthTestSupport
 import Foundation
 import Testing
 
@@ -63,8 +64,8 @@ import Testing
         let scratch = try Scratch()
         let tar = try await makeTar([file("a", "alpha"), dir("d/"), file("d/b", "beta")])
         let gz = try await gzip(tar)
-        let zst = try await run("/usr/bin/zstd", ["-c"], input: Data(tar))
-        for (blob, kind) in [(gz, Compression.gzip), (Array(zst.stdout), .zstd)] {
+        let zst = try await TestCommand.run("/usr/bin/zstd", ["-c"], input: Data(tar))
+        for (blob, kind) in [(gz, Compression.gzip), (Array(zst.output), .zstd)] {
             let root = try scratch.dir("root-\(kind)")
             let applied = try await LayerApplier.apply(BufferSource(blob, chunk: 100), to: root)
             #expect(applied.compression == kind)
@@ -130,9 +131,9 @@ import Testing
             ln -s ../b a/link; ln a/b/c/f a/hard; mkfifo a/fifo; mknod a/null c 1 3; chown 12:34 a/b; chmod 1770 a/b
             touch -d @1000000000 a/b/c/f a/b/c a/b a
             """)
-        let out = try await run("/bin/tar", ["--format=posix", "--numeric-owner", "-C", src, "-cf", "-", "."])
+        let out = try await TestCommand.run("/bin/tar", ["--format=posix", "--numeric-owner", "-C", src, "-cf", "-", "."])
         #expect(out.status == 0)
-        _ = try await LayerApplier.apply(BufferSource(Array(out.stdout)), to: dst)
+        _ = try await LayerApplier.apply(BufferSource(Array(out.output)), to: dst)
         #expect(try await manifest(src) == (try await manifest(dst)))
         #expect(try await sh("cd '\(src)' && find . -printf '%p %T@\\n' | LC_ALL=C sort | grep -v '^\\. '")
             == (try await sh("cd '\(dst)' && find . -printf '%p %T@\\n' | LC_ALL=C sort | grep -v '^\\. '")))

@@ -3,6 +3,7 @@
 #endif
 @testable import BerthArchive
 import BerthCore
+import BerthTestSupport
 import Foundation
 import Testing
 
@@ -57,8 +58,8 @@ import Testing
         #expect(try await names(try await diff(lower, upper)).isEmpty)
         try await sh("printf y > '\(upper)/a/g'; rm '\(upper)/a/f'")
         let tar = try await diff(lower, upper)
-        let listing = try await run("/bin/tar", ["-tf", "-"], input: Data(tar))
+        let listing = try await TestCommand.run("/bin/tar", ["-tf", "-"], input: Data(tar))
         #expect(listing.status == 0)
-        #expect(listing.text == "a/\na/.wh.f\na/g\n")
+        #expect(listing.stdout == "a/\na/.wh.f\na/g\n")
     }
 }

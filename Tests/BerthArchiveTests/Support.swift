@@ -3,71 +3,16 @@
 #endif
 @testable import BerthArchive
 import BerthCore
+import BerthTestSupport
 import Foundation
 import Testing
-
-/// The output of a finished program.
-struct Output: Sendable {
-    var status: Int32
-    var stdout: Data
-    var stderr: String
-    var text: String { String(decoding: stdout, as: UTF8.self) }
-}
-
-/// Runs a program to completion on a dispatch queue (never blocking the concurrency pool); stdin from `input`.
-func run(_ path: String, _ arguments: [String], input: Data? = nil, cwd: String? = nil) async throws -> Output {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            do {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: path)
-                process.arguments = arguments
-                if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-                let out = Pipe(), err = Pipe(), inp = Pipe()
-                process.standardOutput = out
-                process.standardError = err
-                process.standardInput = input == nil ? FileHandle.nullDevice : inp
-                try process.run()
-                let writer = DispatchQueue(label: "stdin")
-                if let input {
-                    writer.async {
-                        inp.fileHandleForWriting.write(input)
-                        try? inp.fileHandleForWriting.close()
-                    }
-                }
-                let errData = LockedData()
-                let group = DispatchGroup()
-                group.enter()
-                DispatchQueue.global().async {
-                    errData.set(err.fileHandleForReading.readDataToEndOfFile())
-                    group.leave()
-                }
-                let outData = out.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                group.wait()
-                continuation.resume(returning: Output(
-                    status: process.terminationStatus, stdout: outData,
-                    stderr: String(decoding: errData.get(), as: UTF8.self)))
-            } catch {
-                continuation.resume(throwing: error)
-            }
-        }
-    }
-}
-
-final class LockedData: @unchecked Sendable {
-    private var data = Data()
-    private let lock = NSLock()
-    func get() -> Data { lock.withLock { data } }
-    func set(_ d: Data) { lock.withLock { data = d } }
-}
 
 /// Runs a shell script; fails the test with its stderr when it fails.
 @discardableResult
 func sh(_ script: String, input: Data? = nil) async throws -> String {
-    let out = try await run("/bin/sh", ["-ec", script], input: input)
+    let out = try await TestCommand.run("/bin/sh", ["-ec", script], input: input)
     guard out.status == 0 else { throw ScriptFailed(script: script, stderr: out.stderr) }
-    return out.text
+    return out.stdout
 }
 
 struct ScriptFailed: Error, CustomStringConvertible {

@@ -1,5 +1,6 @@
 @testable import BerthArchive
 import BerthCore
+import BerthTestSupport
 import Foundation
 import Testing
 
@@ -64,10 +65,10 @@ import Testing
             """)
         #expect(Xattr.set(src + "/cap", "user.color", Array("blue".utf8)) == 0)
         for format in ["gnu", "posix"] {
-            let out = try await run("/bin/tar", ["--format=\(format)", "--xattrs", "--xattrs-include=*",
-                                                  "-C", src, "-cf", "-", "."])
+            let out = try await TestCommand.run(
+                "/bin/tar", ["--format=\(format)", "--xattrs", "--xattrs-include=*", "-C", src, "-cf", "-", "."])
             #expect(out.status == 0, "\(out.stderr)")
-            let entries = try await readAll(Array(out.stdout))
+            let entries = try await readAll(Array(out.output))
             let byName = Dictionary(entries.map { ($0.0.name, $0) }, uniquingKeysWith: { a, _ in a })
             let file = try #require(byName["./deep/\(long)/\(long)"])
             #expect(file.1 == Array("data".utf8))
@@ -90,8 +91,8 @@ import Testing
             dir("p/"), (TarEntry(name: longName, type: .regular, mode: 0o600, mtime: 1), Array("L".utf8)),
             (withXattr, Array("xx".utf8)), symlink("s", "p"), hardlink("h", "x"),
         ])
-        let result = try await run("/bin/tar", ["--xattrs", "--xattrs-include=*", "--numeric-owner", "-C", out, "-xpf", "-"],
-                                   input: Data(bytes))
+        let result = try await TestCommand.run(
+            "/bin/tar", ["--xattrs", "--xattrs-include=*", "--numeric-owner", "-C", out, "-xpf", "-"], input: Data(bytes))
         #expect(result.status == 0, "\(result.stderr)")
         #expect(readText(out + "/" + longName) == "L")
         let st = try #require(lstatOf(out + "/x"))
@@ -124,10 +125,10 @@ import Testing
 
     @Test(arguments: ["gzip", "zstd"]) func toolsAndBerthAgree(tool: String) async throws {
         let payload = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 * 7 / 3) }
-        let compressed = try await run("/usr/bin/env", [tool, "-c"], input: Data(payload))
+        let compressed = try await TestCommand.run("/usr/bin/env", [tool, "-c"], input: Data(payload))
         #expect(compressed.status == 0)
-        #expect(Compression.detect(Array(compressed.stdout.prefix(6))) == (tool == "gzip" ? .gzip : .zstd))
-        let ours = try await drain(try await Compression.decompressing(BufferSource(Array(compressed.stdout), chunk: 333)))
+        #expect(Compression.detect(Array(compressed.output.prefix(6))) == (tool == "gzip" ? .gzip : .zstd))
+        let ours = try await drain(try await Compression.decompressing(BufferSource(Array(compressed.output), chunk: 333)))
         #expect(ours == payload)
 
         let sink = BufferSink()
@@ -136,9 +137,9 @@ import Testing
             try await compressor.write(Array(payload[start..<min(payload.count, start + 65536)]))
         }
         try await compressor.finish()
-        let back = try await run("/usr/bin/env", [tool, "-dc"], input: Data(sink.bytes))
+        let back = try await TestCommand.run("/usr/bin/env", [tool, "-dc"], input: Data(sink.bytes))
         #expect(back.status == 0, "\(back.stderr)")
-        #expect(Array(back.stdout) == payload)
+        #expect(Array(back.output) == payload)
     }
 
     @Test func concatenatedGzipMembersAndTruncation() async throws {

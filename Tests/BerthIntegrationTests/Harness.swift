@@ -1,46 +1,17 @@
+import BerthTestSupport
 import Foundation
 import Testing
 
-/// The output of a finished command.
-struct CommandResult: Sendable {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var succeeded: Bool { status == 0 }
-}
+/// The output of a finished command (BerthTestSupport's runner).
+typealias CommandResult = TestCommand.Result
 
-/// Runs a program to completion with a time limit (killed after `timeout` seconds).
-func execute(_ path: String, _ arguments: [String], timeout: Double = 30, environment: [String: String]? = nil)
-    throws -> CommandResult
-{
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let deadline = Date().addingTimeInterval(timeout)
-    let outData = Locked(Data())
-    let errData = Locked(Data())
-    let group = DispatchGroup()
-    for (pipe, sink) in [(out, outData), (err, errData)] {
-        group.enter()
-        DispatchQueue.global().async {
-            sink.set(pipe.fileHandleForReading.readDataToEndOfFile())
-            group.leave()
-        }
-    }
-    while process.isRunning && Date() < deadline { usleep(10_000) }
-    if process.isRunning { process.terminate() }
-    process.waitUntilExit()
-    group.wait()
-    return CommandResult(
-        status: process.terminationStatus, stdout: String(decoding: outData.get(), as: UTF8.self),
-        stderr: String(decoding: errData.get(), as: UTF8.self))
+/// Runs a program to completion with a time limit (killed after `timeout` seconds), blocking the calling thread:
+/// call it off the cooperative pool. `input` is written to its stdin.
+func execute(
+    _ path: String, _ arguments: [String], timeout: Double = 30, environment: [String: String]? = nil,
+    input: Data? = nil
+) throws -> CommandResult {
+    try TestCommand.runBlocking(path, arguments, environment: environment, input: input, timeout: timeout)
 }
 
 final class Locked<T>: @unchecked Sendable {
@@ -164,21 +135,7 @@ func withDaemon<T>(extra: String = "", _ body: (Daemon) throws -> T) throws -> T
 }
 
 /// Whether something accepts connections on the unix socket at `path` (a stale file does not count).
-func isLive(_ path: String) -> Bool {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-        for (i, byte) in path.utf8.prefix(buffer.count - 1).enumerated() { buffer[i] = byte }
-    }
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-        }
-    }
-}
+func isLive(_ path: String) -> Bool { TestContainerd.accepts(socket: path) }
 
 /// A long-running client (an event subscription) whose stdout is collected as it arrives.
 final class Capture: @unchecked Sendable {

@@ -1,3 +1,4 @@
+import BerthTestSupport
 import Foundation
 import Testing
 
@@ -51,50 +52,8 @@ struct RunTestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Debian's containerd 1.6 on its own root, state and socket (CRI disabled), the reference daemon for `berth run`.
-final class ReferenceContainerd: @unchecked Sendable {
-    let directory: String
-    let socket: String
-    let process = Process()
-
-    init() throws {
-        directory = "/tmp/berth-run-ctd-\(UUID().uuidString.prefix(8))"
-        socket = directory + "/containerd.sock"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try """
-            version = 2
-            root = "\(directory)/root"
-            state = "\(directory)/state"
-            disabled_plugins = ["io.containerd.grpc.v1.cri"]
-            [grpc]
-              address = "\(socket)"
-            [ttrpc]
-              address = "\(socket).ttrpc"
-            """.write(toFile: directory + "/config.toml", atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/containerd")
-        process.arguments = ["--config", directory + "/config.toml"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(20)
-        while !isLive(socket) {
-            guard Date() < deadline, process.isRunning else { throw RunTestFailure("containerd did not start") }
-            usleep(20_000)
-        }
-    }
-
-    func stop() {
-        if process.isRunning {
-            process.terminate()
-            let deadline = Date().addingTimeInterval(10)
-            while process.isRunning && Date() < deadline { usleep(10_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-        // Snapshot mounts left by a failed test would keep the directory busy.
-        _ = try? execute("/bin/sh", ["-c", "grep -o ' \(directory)[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l"])
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-}
+/// Debian's containerd 1.6 (CRI disabled), the reference daemon for `berth run`: BerthTestSupport's fixture.
+typealias ReferenceContainerd = TestContainerd
 
 /// One daemon (containerd or berthd) and a namespace of its own, with the busybox image imported.
 struct RunTarget: Sendable {
@@ -153,10 +112,5 @@ struct RunTarget: Sendable {
 
 /// Like `execute`, with `stdin` written to the program (closed after it).
 func executeWithInput(_ path: String, _ arguments: [String], stdin: String?, timeout: Double) throws -> CommandResult {
-    guard let stdin else { return try execute(path, arguments, timeout: timeout) }
-    let file = "/tmp/berth-run-stdin-\(UUID().uuidString)"
-    try stdin.write(toFile: file, atomically: true, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(atPath: file) }
-    let quoted = ([path] + arguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }
-    return try execute("/bin/sh", ["-c", quoted.joined(separator: " ") + " < '\(file)'"], timeout: timeout)
+    try execute(path, arguments, timeout: timeout, input: stdin.map { Data($0.utf8) })
 }
