@@ -95,8 +95,9 @@ final class ProgressDisplay: Sendable {
 
     static func terminalLine(_ node: Node, now: Date) -> String {
         let indent = String(repeating: "  ", count: min(node.depth, 4))
-        let name = (indent + displayName(node.name)).padding(toLength: 28, withPad: " ", startingAt: 0)
-        let event = node.event.padding(toLength: 12, withPad: " ", startingAt: 0)
+        let label = indent + displayName(node.name)
+        let name = label.padding(toLength: max(28, label.count), withPad: " ", startingAt: 0)
+        let event = node.event.padding(toLength: max(14, node.event.count), withPad: " ", startingAt: 0)
         guard node.total > 0 else { return name + " " + event }
         let fraction = min(1, max(0, Double(node.progress) / Double(node.total)))
         let width = 30

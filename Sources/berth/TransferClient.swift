@@ -91,15 +91,23 @@ actor StreamOpener {
                 }
                 try await Containerd_Services_Streaming_V1_Streaming.Client(wrapping: connection.client)
                     .stream(request: request) { response in
+                        // The call returns only once the request side ends too: end it with the response.
+                        defer { outbound.finish() }
                         var acknowledged = false
-                        for try await message in response.messages {
-                            if !acknowledged {
-                                acknowledged = true
-                                readyContinuation.yield()
-                                readyContinuation.finish()
-                                continue
+                        do {
+                            for try await message in response.messages {
+                                if !acknowledged {
+                                    acknowledged = true
+                                    readyContinuation.yield()
+                                    readyContinuation.finish()
+                                    continue
+                                }
+                                inContinuation.yield(message)
                             }
-                            inContinuation.yield(message)
+                        } catch {
+                            readyContinuation.finish(throwing: error)
+                            inContinuation.finish(throwing: error)
+                            throw error
                         }
                     }
                 readyContinuation.finish(throwing: BerthError.unavailable("stream \(id) ended before it was registered"))
@@ -107,6 +115,7 @@ actor StreamOpener {
             } catch {
                 readyContinuation.finish(throwing: error)
                 inContinuation.finish(throwing: error)
+                throw error
             }
         }
         tasks.append(task)

@@ -38,7 +38,9 @@ struct StreamingService: Containerd_Services_Streaming_V1_Streaming.SimpleServic
                     }
                     await session.inboundEnded(nil)
                 } catch {
+                    // A reset or broken client stream ends the stream (containerd: the RPC context is done).
                     await session.inboundEnded(BerthError.from(error))
+                    await session.close()
                 }
             }
             defer { group.cancelAll() }
@@ -56,9 +58,14 @@ struct StreamingService: Containerd_Services_Streaming_V1_Streaming.SimpleServic
             let manager = self.manager
             await session.onClose { await manager.unregister(namespace: namespace, name: id) }
             try await session.send(StreamMessage(typeURL: TypeNames.empty, value: []))
-            await withTaskCancellationHandler {
-                await session.waitClosed()
-            } onCancel: {
+            // The client going away (or the server stopping) cancels the RPC: the stream is then removed.
+            await withRPCCancellationHandler {
+                await withTaskCancellationHandler {
+                    await session.waitClosed()
+                } onCancel: {
+                    Task { await session.close() }
+                }
+            } onCancelRPC: {
                 Task { await session.close() }
             }
             await session.close()
