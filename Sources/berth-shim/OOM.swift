@@ -46,14 +46,16 @@ enum OOMWatch {
             if control >= 0 { close(control) }
             return false
         }
+        let cgroup = inode(directory)
         startThread {
             var count: UInt64 = 0
             while true {
                 let n = read(event, &count, 8)
                 if n < 0 && errno == EINTR { continue }
                 if n != 8 { break }
-                // The last signal comes from the cgroup's removal, not from an OOM.
-                if !fileExists(directory + "/memory.oom_control") { break }
+                // The last signal comes from the cgroup's removal, not from an OOM (a new task of the same id may
+                // already have made a cgroup at the same path: the inode tells them apart).
+                if cgroup == nil || inode(directory) != cgroup { break }
                 notify()
             }
             close(control)
@@ -68,19 +70,28 @@ enum OOMWatch {
             ShimLog.write("oom watch: inotify on \(eventsPath): \(errnoText(-watch))")
             return false
         }
+        let directory = dirname(eventsPath)
+        let cgroup = inode(directory)
         startThread {
             var seen = oomKills(eventsPath) ?? 0
             var buffer = [UInt8](repeating: 0, count: 4096)
             while true {
                 let n = buffer.withUnsafeMutableBytes { read(watch, $0.baseAddress, $0.count) }
                 if n < 0 && errno == EINTR { continue }
-                guard n > 0, let now = oomKills(eventsPath) else { break }
+                guard n > 0, cgroup != nil, inode(directory) == cgroup, let now = oomKills(eventsPath) else { break }
                 if now > seen { notify() }
                 seen = now
             }
             close(watch)
         }
         return true
+    }
+
+    /// The inode of a cgroup directory, nil when it is gone.
+    static func inode(_ path: String) -> UInt64? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return UInt64(info.st_ino)
     }
 
     /// The `oom_kill` counter of a cgroup v2 `memory.events` file; nil once the file is gone.

@@ -13,10 +13,13 @@ struct ShimTaskTests {
     static let runtimes = ["", "runc"]
 
     /// An exec's process spec, as containerd packs it.
-    static func execSpec(_ args: [String], terminal: Bool = false) throws -> Google_Protobuf_Any {
-        let process: [String: Any] = [
+    static func execSpec(_ args: [String], terminal: Bool = false, consoleSize: (height: Int, width: Int)? = nil)
+        throws -> Google_Protobuf_Any
+    {
+        var process: [String: Any] = [
             "args": args, "cwd": "/", "env": ["PATH=/bin"], "terminal": terminal, "user": ["uid": 0, "gid": 0],
         ]
+        if let consoleSize { process["consoleSize"] = ["height": consoleSize.height, "width": consoleSize.width] }
         var any = Google_Protobuf_Any()
         any.typeURL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
         any.value = try JSONSerialization.data(withJSONObject: process)
@@ -222,6 +225,62 @@ struct ShimTaskTests {
         // Output drained before the exit was reported.
         let text = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").replacingOccurrences(of: "\r", with: "")
         #expect(text.hasPrefix("27 91\n/dev/pts/"), "\(text.debugDescription) log: \(session.shimLog)")
+        var delete = Containerd_Task_V2_DeleteRequest()
+        delete.id = session.id
+        _ = try await session.call("Delete", delete, Containerd_Task_V2_DeleteResponse.self)
+        try await session.shutdown()
+    }
+
+    @Test("exec with a terminal: its pty takes the spec's consoleSize, or a ResizePty sent before Start", arguments: runtimes)
+    func execTerminalSize(runtime: String) async throws {
+        let session = try ShimSession(runtime: runtime)
+        defer { session.cleanup() }
+        try await session.writeSpec(args: ["sleep", "1000"])
+        try await session.start()
+        _ = try await session.call("Create", try session.createRequest(), Containerd_Task_V2_CreateTaskResponse.self)
+        var start = Containerd_Task_V2_StartRequest()
+        start.id = session.id
+        _ = try await session.call("Start", start, Containerd_Task_V2_StartResponse.self)
+        // Each exec waits until its pty has a size (busybox stty fails on a 0x0 pty; the shim may set the size just
+        // after the process started), then prints it; it gives up after about 10 s.
+        let script = "i=0; until [ -n \"$(stty size 2>/dev/null)\" ] || [ $i -ge 200 ]; do sleep 0.05; i=$((i+1)); done; stty size"
+        let cases: [(id: String, consoleSize: (height: Int, width: Int)?, resize: (width: UInt32, height: UInt32)?, expected: String)] = [
+            ("sized", (23, 88), nil, "23 88\n"), ("resized", nil, (101, 31), "31 101\n"),
+        ]
+        for item in cases {
+            let output = session.dir.file(item.id + ".out")
+            var exec = Containerd_Task_V2_ExecProcessRequest()
+            exec.id = session.id
+            exec.execID = item.id
+            exec.terminal = true
+            exec.stdout = "file://" + output
+            exec.spec = try Self.execSpec(["sh", "-c", script], terminal: true, consoleSize: item.consoleSize)
+            _ = try await session.call("Exec", exec, Google_Protobuf_Empty.self)
+            if let size = item.resize {
+                var resize = Containerd_Task_V2_ResizePtyRequest()
+                resize.id = session.id
+                resize.execID = item.id
+                resize.width = size.width
+                resize.height = size.height
+                _ = try await session.call("ResizePty", resize, Google_Protobuf_Empty.self)
+            }
+            var startExec = Containerd_Task_V2_StartRequest()
+            startExec.id = session.id
+            startExec.execID = item.id
+            _ = try await session.call("Start", startExec, Containerd_Task_V2_StartResponse.self)
+            #expect(try await session.wait(item.id).exitStatus == 0)
+            let text = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").replacingOccurrences(of: "\r", with: "")
+            #expect(text == item.expected, "\(item.id): \(text.debugDescription) log: \(session.shimLog)")
+            var delete = Containerd_Task_V2_DeleteRequest()
+            delete.id = session.id
+            delete.execID = item.id
+            _ = try await session.call("Delete", delete, Containerd_Task_V2_DeleteResponse.self)
+        }
+        var kill = Containerd_Task_V2_KillRequest()
+        kill.id = session.id
+        kill.signal = 9
+        _ = try await session.call("Kill", kill, Google_Protobuf_Empty.self)
+        #expect(try await session.wait().exitStatus == 137)
         var delete = Containerd_Task_V2_DeleteRequest()
         delete.id = session.id
         _ = try await session.call("Delete", delete, Containerd_Task_V2_DeleteResponse.self)
