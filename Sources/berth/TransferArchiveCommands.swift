@@ -126,9 +126,9 @@ struct ExportCommand: AsyncParsableCommand {
             (address.map { ["--address", $0] } ?? []) + (namespace.map { ["--namespace", $0] } ?? []))
         guard ["oci", "docker"].contains(archiveFormat) else { throw ValidationError("--format must be oci or docker") }
         var store = Containerd_Types_Transfer_ImageStore()
-        store.extraReferences = try images.map { image in
+        store.extraReferences = images.map { image in
             var reference = Containerd_Types_Transfer_ImageReference()
-            reference.name = try Reference.parseDocker(image).description
+            reference.name = image
             return reference
         }
         var destination = Containerd_Types_Transfer_ImageExportStream()

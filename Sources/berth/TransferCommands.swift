@@ -178,7 +178,7 @@ struct PushCommand: AsyncParsableCommand {
     func run() async throws {
         let remote = try Reference.parseDocker(reference).description
         var store = Containerd_Types_Transfer_ImageStore()
-        store.name = try local.map { try Reference.parseDocker($0).description } ?? remote
+        store.name = local ?? remote
         store.platforms = try PlatformFlags.parse(platform)
         let registry = try self.registry.resolve()
         let source = TransferMessages.any(store)
