@@ -27,6 +27,9 @@ struct PullSession: Sendable {
         case existed
     }
 
+    /// Bytes gathered per content write.
+    static let writeSize = 1 << 20
+
     func lockKey(_ digest: Digest) -> String { "content/\(namespace)/\(digest)" }
 
     func exists(_ digest: Digest) async -> ContentInfo? { try? await content.info(digest) }
@@ -116,6 +119,9 @@ struct PullSession: Sendable {
             return .existed
         }
         let labels = source.value(adding: nil).map { [source.key: $0] } ?? [:]
+        // Chunks are gathered into writes of up to `writeSize` (fewer hops to the writer, whose large writes hash
+        // while they hit the file); what is buffered is written out before a failure leaves the ingest to resume.
+        var pending: [UInt8] = []
         do {
             var offset = try await writer.status().offset
             if offset > descriptor.size {
@@ -123,17 +129,25 @@ struct PullSession: Sendable {
                 offset = 0
             }
             progress.downloading(descriptor, offset)
-            // From an offset the stream checks the size only; the commit verifies the digest of the whole blob.
-            var iterator = client.fetchBlob(reference, descriptor, offset: offset).makeAsyncIterator()
+            // The stream checks the size; the commit verifies the digest of the whole blob (also after a resume).
+            var iterator = client.fetchBlob(reference, descriptor, offset: offset, verifyDigest: false)
+                .makeAsyncIterator()
+            pending.reserveCapacity(Self.writeSize)
             while let chunk = try await iterator.nextChunk() {
-                try await writer.write(chunk)
+                pending += chunk
+                if pending.count >= Self.writeSize {
+                    try await writer.write(pending)
+                    pending.removeAll(keepingCapacity: true)
+                }
                 progress.downloading(descriptor, iterator.received)
             }
+            if !pending.isEmpty { try await writer.write(pending) }
             _ = try await writer.commit(size: descriptor.size, expected: descriptor.digest, labels: labels)
         } catch let error where error.code == .alreadyExists {
             await writer.close()
             if let info = await exists(descriptor.digest) { try await adopt(info) }
         } catch {
+            if error.code != .failedPrecondition, !pending.isEmpty { try? await writer.write(pending) }
             await writer.close()
             if error.code == .failedPrecondition {
                 // Wrong size or digest: drop the ingest so the next pull starts over instead of resuming bad bytes.

@@ -98,11 +98,14 @@ extension RegistryClient {
     /// descriptor's size, and at the end the size and (from offset 0, or with `prefix` hashing the bytes before
     /// `offset`) the digest; the last `next()` throws on a mismatch, so a consumer that commits only after the
     /// stream ends commits nothing. A dropped connection is resumed with `Range` from the bytes already received.
+    /// `verifyDigest: false` leaves the digest to the consumer (a content store verifies it again at commit, so
+    /// hashing twice is wasted CPU); sizes are always checked.
     public func fetchBlob(
-        _ reference: Reference, _ descriptor: OCIDescriptor, offset: Int64 = 0, prefix: SHA256? = nil
+        _ reference: Reference, _ descriptor: OCIDescriptor, offset: Int64 = 0, prefix: SHA256? = nil,
+        verifyDigest: Bool = true
     ) -> BlobStream {
         BlobStream(client: self, reference: reference, descriptor: descriptor, offset: offset,
-                   hasher: offset == 0 ? SHA256() : prefix)
+                   hasher: !verifyDigest ? nil : offset == 0 ? SHA256() : prefix)
     }
 
     /// Reads a whole blob into memory (configs, small layers), verified.

@@ -5,8 +5,9 @@ Cases (each round starts the daemon on a fresh root, so the content store is col
   small   a 1 MiB image of one layer
   large   a ~170 MB image of 4 layers (random data and many small files)
 The client is Debian's `ctr image pull --plain-http` for both daemons (it fetches into the daemon's content store
-and unpacks through the daemon's Diff and Snapshots services). When `berth pull` exists (the daemon pulls), it is
-timed as a third column against berthd.
+and unpacks through the daemon's Diff and Snapshots services). `berth pull` (the daemon pulls through the transfer
+service and unpacks while later layers download) is the third column, against berthd; the columns alternate in
+each round, so the ratios are paired.
 """
 import argparse, gzip, hashlib, io, json, os, shutil, socket, statistics, subprocess, sys, tarfile, tempfile, time
 
@@ -145,15 +146,17 @@ def main():
             ref = f"{reg.host}/{case}:latest"
             res = {"ctr→berthd": [], "ctr→containerd": [], "berth pull": []}
             for r in range(args.rounds):
+                # Paired: every round runs each column once on a fresh daemon root, the order flipping each round.
                 order = [(berth, "ctr→berthd"), (ctrd, "ctr→containerd")]
+                if has_berth_pull:
+                    order.insert(1, (berth, "berth pull"))
                 for d, col in (order if r % 2 == 0 else order[::-1]):
                     d.start()
-                    res[col].append(d.timed("image", "pull", "--plain-http", ref))
+                    if col == "berth pull":
+                        res[col].append(timed([berth_pull, "--address", d.socket, "pull", "--plain-http", ref]))
+                    else:
+                        res[col].append(d.timed("image", "pull", "--plain-http", ref))
                     d.stop()
-                if has_berth_pull:
-                    berth.start()
-                    res["berth pull"].append(timed([berth_pull, "--address", berth.socket, "pull", "--plain-http", ref]))
-                    berth.stop()
             results[case] = res
         for case, res in results.items():
             mb = layout_bytes(layouts[case]) / 1e6
