@@ -153,7 +153,7 @@ def main():
                 for d, col in (order if r % 2 == 0 else order[::-1]):
                     d.start()
                     if col == "berth pull":
-                        res[col].append(timed([berth_pull, "--address", d.socket, "pull", "--plain-http", ref]))
+                        res[col].append(timed([berth_pull, "pull", "--address", d.socket, "--plain-http", ref]))
                     else:
                         res[col].append(d.timed("image", "pull", "--plain-http", ref))
                     d.stop()
