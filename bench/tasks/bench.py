@@ -147,6 +147,10 @@ class Daemon(CtrDaemon):
             self.channel.close()
             self.channel = None
         super().stop()
+        try:  # the runtime's state root for this namespace, empty once every container is gone
+            os.rmdir(f"/run/containerd/runc/{self.namespace}")
+        except OSError:
+            pass
 
 
 def measure(d, r, args, res):
