@@ -26,7 +26,8 @@ import Testing
             for uri in [
                 "io.containerd.event.v1.exchange", "io.containerd.metadata.v1.bolt", "io.containerd.grpc.v1.version",
                 "io.containerd.grpc.v1.introspection", "io.containerd.grpc.v1.namespaces",
-                "io.containerd.grpc.v1.events", "io.containerd.server.v1.grpc",
+                "io.containerd.grpc.v1.events", "io.containerd.server.v1.grpc", "io.containerd.transfer.v1.local",
+                "io.containerd.streaming.v1.manager", "io.containerd.grpc.v1.transfer", "io.containerd.grpc.v1.streaming",
             ] {
                 #expect(status[uri] == "ok", "\(uri): \(r.stdout)")
             }
@@ -37,7 +38,7 @@ import Testing
 
             let filtered = try d.ctr(["plugins", "ls", "type==io.containerd.grpc.v1"])
             let ids = filtered.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: " ")[1] }
-            #expect(Set(ids) == ["version", "introspection", "namespaces", "events", "content", "images", "leases", "snapshots", "diff", "containers", "tasks"])
+            #expect(Set(ids) == ["version", "introspection", "namespaces", "events", "content", "images", "leases", "snapshots", "diff", "containers", "tasks", "streaming", "transfer"])
         }
     }
 
