@@ -31,9 +31,14 @@ public final class LocalTransferrer: Transferrer {
     let pulls: PullCoordinator
     public let maxConcurrentDownloads: Int
     public let maxConcurrentUploads: Int
+    /// The hosts.toml directory (containerd's `config_path` layout) for pulls and pushes whose client names none.
+    public let configPath: String?
 
-    public init(stores: ImageStores, maxConcurrentDownloads: Int = 3, maxConcurrentUploads: Int = 3) {
+    public init(
+        stores: ImageStores, maxConcurrentDownloads: Int = 3, maxConcurrentUploads: Int = 3, configPath: String? = nil
+    ) {
         self.stores = stores
+        self.configPath = configPath
         self.pulls = PullCoordinator()
         self.maxConcurrentDownloads = maxConcurrentDownloads
         self.maxConcurrentUploads = maxConcurrentUploads

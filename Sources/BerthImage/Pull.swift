@@ -19,7 +19,7 @@ extension LocalTransferrer {
         let reference = try Reference.parseDocker(registry.reference)
         let name = store.name.isEmpty ? reference.description : store.name
         let hosts = HostsResolver(
-            configPath: registry.hostsDir, defaultScheme: registry.defaultScheme, headers: registry.headers)
+            configPath: registry.hostsDir ?? configPath, defaultScheme: registry.defaultScheme, headers: registry.headers)
         let leases = stores.metadata.leases
         let lease = try await leases.create(
             id: "pull-\(PullSession.uniquePart())",
@@ -103,7 +103,7 @@ extension LocalTransferrer {
                     guard let snapshots = snapshotters[job.snapshotter] else { continue }
                     group.addTask {
                         do {
-                            _ = try await session.unpack(job, snapshots: snapshots, applier: applier, ready: ready)
+                            _ = try await session.unpacker.unpack(job, snapshots: snapshots, applier: applier, ready: ready)
                         } catch {
                             await ready.fail(BerthError.wrap(error))
                             throw error

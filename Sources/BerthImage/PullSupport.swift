@@ -121,11 +121,15 @@ actor AsyncSemaphore {
 }
 
 /// Lets the unpackers of one pull wait for the blobs they need. A failure anywhere fails every waiter, so no task of
-/// the pull's group is left waiting when the group unwinds.
+/// the pull's group is left waiting when the group unwinds. With `allReady` (an import: every blob is in the store)
+/// no wait blocks.
 actor BlobReadiness {
+    let allReady: Bool
     var ready: Set<Digest> = []
     var failure: BerthError?
     var waiters: [Digest: [CheckedContinuation<Void, any Error>]] = [:]
+
+    init(allReady: Bool = false) { self.allReady = allReady }
 
     func finish(_ digest: Digest) {
         ready.insert(digest)
@@ -141,7 +145,7 @@ actor BlobReadiness {
 
     func wait(_ digest: Digest) async throws(BerthError) {
         if let failure { throw failure }
-        if ready.contains(digest) { return }
+        if allReady || ready.contains(digest) { return }
         do {
             try await withCheckedThrowingContinuation { waiters[digest, default: []].append($0) }
         } catch {

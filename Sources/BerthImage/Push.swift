@@ -19,7 +19,9 @@ extension LocalTransferrer {
         let image = try await stores.metadata.images.get(store.name)
         let reference = try Reference.parseNormalized(registry.reference)
         let client = RegistryClient(
-            hosts: HostsResolver(configPath: registry.hostsDir, defaultScheme: registry.defaultScheme, headers: registry.headers),
+            hosts: HostsResolver(
+                configPath: registry.hostsDir ?? configPath, defaultScheme: registry.defaultScheme,
+                headers: registry.headers),
             credentials: registry.credentials)
         let matcher: PlatformMatcher? = store.platforms.isEmpty
             ? nil : (store.platforms.count == 1 ? .only(store.platforms[0]) : .any(store.platforms))

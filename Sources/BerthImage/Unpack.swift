@@ -12,7 +12,17 @@ struct UnpackJob: Sendable {
     let platform: PlatformMatcher
 }
 
-extension PullSession {
+/// containerd's unpacker for one transfer: what it writes is held by `lease`, chain IDs are locked per namespace
+/// and snapshotter through `coordinator` (shared by all transfers of a transferrer), progress goes to `progress`.
+/// Pull runs it while layers download; import runs it with every blob present (`BlobReadiness(allReady: true)`).
+struct Unpacker: Sendable {
+    let namespace: String
+    let lease: String
+    let content: any ContentMetadata
+    let leases: any LeaseManager
+    let coordinator: PullCoordinator
+    let progress: PullProgress
+
     /// Unpacks a manifest's layers as containerd's unpacker does, each as soon as it is downloaded and the layers
     /// below it are committed: prepare `extract-<nanos>-<rand> <chainID>` on the parent chain ID (labelled
     /// `containerd.io/snapshot.ref`), apply, check the diff ID, commit as the chain ID, label the blob
@@ -23,7 +33,7 @@ extension PullSession {
         async throws(BerthError) -> Digest?
     {
         try await ready.wait(job.config.digest)
-        let configBytes = try await readAll(job.config.digest)
+        let configBytes = try await ContentAccess(content: content, leases: leases).read(job.config.digest)
         let config: ImageConfig
         do {
             config = try JSONDecoder().decode(ImageConfig.self, from: Data(configBytes))
@@ -62,7 +72,7 @@ extension PullSession {
             labels[SnapshotLabels.snapshotRef] = chainID.description
             var prepared: (key: String, mounts: [Mount])?
             for _ in 1...3 {
-                let key = "extract-\(Self.uniquePart()) \(chainID)"
+                let key = "extract-\(PullSession.uniquePart()) \(chainID)"
                 do throws(BerthError) {
                     prepared = (key, try await snapshots.prepare(key, parent: parent?.description ?? "", labels: labels))
                     break
@@ -100,7 +110,7 @@ extension PullSession {
         }
     }
 
-    /// Whether the chain ID is committed already; if so it joins this pull's lease (nothing may roots it yet).
+    /// Whether the chain ID is committed already; if so it joins this transfer's lease (nothing may roots it yet).
     private func committed(_ chainID: Digest, _ snapshots: any Snapshotter, _ snapshotter: String)
         async throws(BerthError) -> Bool
     {
@@ -113,6 +123,16 @@ extension PullSession {
         return true
     }
 
+}
+
+extension PullSession {
+    /// The unpacker of this pull (its lease, coordinator and progress).
+    var unpacker: Unpacker {
+        Unpacker(
+            namespace: namespace, lease: lease, content: content, leases: leases, coordinator: coordinator,
+            progress: progress)
+    }
+
     /// containerd's `uniquePart`: the clock's nanoseconds and three random bytes, base64url.
     static func uniquePart() -> String {
         var time = timespec()
@@ -121,5 +141,59 @@ extension PullSession {
         let encoded = Data(random).base64EncodedString().replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_")
         return "\(time.tv_nsec)-\(encoded)"
+    }
+}
+
+extension LocalTransferrer {
+    /// Unpacks imported images with the pull's unpacker (every blob is already in the store) into the snapshotters
+    /// `store.unpacks` names (the default one for an empty name): the manifest matching each entry's platform (the
+    /// host's by default), once per manifest and snapshotter, reporting `extracting`/`extracted` per layer.
+    /// Runs under the import's lease (`RequestContext.lease`).
+    func unpackImported(_ images: [ImageRecord], store: ImageStoreSpec, progress sink: @escaping ProgressSink)
+        async throws(BerthError)
+    {
+        guard !store.unpacks.isEmpty else { return }
+        guard let lease = RequestContext.lease else { throw .internalError("import unpack runs without a lease") }
+        let access = contentAccess
+        let ready = BlobReadiness(allReady: true)
+        var done: Set<String> = []
+        for image in images {
+            let progress = PullProgress(sink: sink, root: image.name)
+            let unpacker = Unpacker(
+                namespace: try RequestContext.requireNamespace(), lease: lease, content: access.content,
+                leases: access.leases, coordinator: pulls, progress: progress)
+            for spec in store.unpacks {
+                let snapshotter = spec.snapshotter.isEmpty ? stores.defaultSnapshotter : spec.snapshotter
+                let matcher: PlatformMatcher = spec.platform.map { .only($0) } ?? .default
+                guard let found = try await Self.manifest(OCIDescriptor(image.target), matcher: matcher, access: access),
+                    done.insert("\(found.descriptor.digest) \(snapshotter)").inserted
+                else { continue }
+                for layer in found.manifest.layers { progress.addParent(layer, refKey(found.descriptor)) }
+                let job = UnpackJob(
+                    manifest: found.descriptor, config: found.manifest.config, layers: found.manifest.layers,
+                    snapshotter: snapshotter, platform: matcher)
+                let snapshots = try stores.metadata.snapshots.snapshotter(snapshotter)
+                _ = try await unpacker.unpack(job, snapshots: snapshots, applier: stores.applier, ready: ready)
+            }
+        }
+    }
+
+    /// The manifest an image target resolves to for `matcher` (the best match of an index); nil when none matches.
+    static func manifest(_ target: OCIDescriptor, matcher: PlatformMatcher, access: ContentAccess)
+        async throws(BerthError) -> (descriptor: OCIDescriptor, manifest: Manifest)?
+    {
+        var descriptor = target
+        for _ in 0..<8 {
+            let bytes = try await access.read(descriptor.digest)
+            if MediaType.isManifest(descriptor.mediaType) {
+                return (descriptor, try decode(Manifest.self, bytes, descriptor.digest))
+            }
+            guard MediaType.isIndex(descriptor.mediaType) else { return nil }
+            guard let best = matcher.select(try decode(Index.self, bytes, descriptor.digest).manifests).first else {
+                return nil
+            }
+            descriptor = best
+        }
+        throw .invalidArgument("image \(target.digest): indexes nested too deeply")
     }
 }

@@ -140,7 +140,10 @@ import Testing
             #expect(info.kind == .committed)
             let config = try #require(try await f.contentInfo(layout.manifestConfigDigest))
             #expect(config.labels["containerd.io/gc.ref.snapshot.native"] == chain.description)
-            #expect(progress.names("unpacked") == ["docker.io/library/busybox:latest"])
+            // Pull's events, named by ref key, one pair per layer.
+            let layers = layout.layers.map { "layer-\($0.digest)" }
+            #expect(progress.names(TransferProgress.Event.extracting) == layers)
+            #expect(progress.names(TransferProgress.Event.extracted) == layers)
             // The snapshots survive the lease's end and a collection.
             _ = try await f.contentAfterGC()
             #expect(try await f.run { try await snapshotter.stat(chain.description) }.kind == .committed)

@@ -9,12 +9,15 @@ public struct TransferConfig: PluginConfig, Equatable {
     public var maxConcurrentUploadedLayers = 3
     /// Snapshotter that pulls unpack into when the client names none.
     public var defaultSnapshotter = "overlayfs"
+    /// hosts.toml directory for pulls and pushes whose client gives none (empty: none, the registry's defaults).
+    public var configPath = ""
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case maxConcurrentDownloads = "max_concurrent_downloads"
         case maxConcurrentUploadedLayers = "max_concurrent_uploaded_layers"
         case defaultSnapshotter = "snapshotter"
+        case configPath = "config_path"
     }
 }
 
@@ -46,5 +49,6 @@ public let registration = Registration(
         })
     return LocalTransferrer(
         stores: stores, maxConcurrentDownloads: config.maxConcurrentDownloads,
-        maxConcurrentUploads: config.maxConcurrentUploadedLayers) as any Transferrer
+        maxConcurrentUploads: config.maxConcurrentUploadedLayers,
+        configPath: config.configPath.isEmpty ? nil : config.configPath) as any Transferrer
 }
