@@ -3,7 +3,7 @@ import BerthOCI
 import BerthRegistry
 
 /// One progress report of a transfer (containerd's `types.transfer.Progress`): an event such as `resolving`,
-/// `downloading`, `unpacking`, `complete`, for a named object (a reference or a descriptor) with byte counts.
+/// `downloading`, `complete`, `extracting`, for a named object (a reference or a descriptor) with byte counts.
 public struct TransferProgress: Sendable, Equatable {
     public var event: String
     public var name: String
