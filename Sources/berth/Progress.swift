@@ -2,7 +2,7 @@ import BerthAPI
 import Foundation
 import Synchronization
 
-/// Renders a transfer's progress events (any event name: `resolving`, `downloading`, `complete`, `unpacking`, …).
+/// Renders a transfer's progress events (any event name: `resolving`, `downloading`, `complete`, `extracting`, …).
 /// On a terminal: one line per object with a bar, bytes, rate and ETA, redrawn in place. Otherwise: a plain line
 /// whenever an object's event (or the overall status) changes.
 final class ProgressDisplay: Sendable {
