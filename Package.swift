@@ -140,10 +140,14 @@ let package = Package(
         // BEGIN images (issue "Images")
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // openat2(2) for the layer applier's path resolution (no glibc wrapper).
+        .target(name: "CBerthSys", path: "Sources/CBerthSys"),
         // Layers: streaming tar read/write, gzip/zstd, safe apply with whiteouts, diff of two trees.
         .target(
             name: "BerthArchive",
-            dependencies: ["BerthCore", "CZlib", "CZstd", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "BerthCore", "CZlib", "CZstd", "CBerthSys", .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings),
         // OCI image types: descriptors, manifests, indexes, configs, media types, references, platforms.
         .target(name: "BerthOCI", dependencies: ["BerthCore"], swiftSettings: swiftSettings),

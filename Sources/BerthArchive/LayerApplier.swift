@@ -91,6 +91,10 @@ final class Extractor {
     let options: ApplyOptions
     private var unpacked = Set<String>()
     private var directoryTimes: [(path: String, seconds: Int64, nanoseconds: Int32)] = []
+    /// The previous entry's parent, kept open for the next entry in the same directory. It is kept only when
+    /// that entry removed nothing (no whiteout, no replaced path), so resolving its components again would
+    /// reach the same directory: entries only add names, and an added name is never an existing directory.
+    private var lastParent: (components: [String], directory: RootedDirectory)?
 
     init(root: String, options: ApplyOptions) throws(BerthError) {
         fs = try RootFS(root)
@@ -115,14 +119,32 @@ final class Extractor {
         }
     }
 
+    deinit { lastParent?.directory.close() }
+
+    /// The open parent directory `components`: the cached one when it is the same, else resolved (creating
+    /// missing directories). The caller owns it.
+    private func parentDirectory(_ components: [String]) throws(BerthError) -> RootedDirectory {
+        if let cached = lastParent {
+            lastParent = nil
+            if cached.components == components { return cached.directory }
+            cached.directory.close()
+        }
+        return try fs.directory(components, create: true)
+    }
+
     func extract(_ entry: TarEntry, data: TarReader) async throws(BerthError) {
         var components = RootFS.clean(entry.name)
         guard let base = components.popLast() else { return }  // the root itself: skipped, as containerd does
-        let parent = try fs.directory(components, create: true)
-        defer { parent.close() }
+        let parent = try parentDirectory(components)
+        // Whether `parent` may serve the next entry: not after anything was removed in it.
+        var reusable = true
+        defer {
+            if reusable { lastParent = (components, parent) } else { parent.close() }
+        }
         let path = parent.child(base)
 
         if base.hasPrefix(LayerApplier.whiteoutPrefix) {
+            reusable = false
             try whiteout(base, in: parent)
             return
         }
@@ -130,6 +152,7 @@ final class Extractor {
         if let existing = RootFS.lstat(parent.fd, base),
            !(existing.st_mode & S_IFMT == S_IFDIR && entry.type == .directory)
         {
+            reusable = false
             try RootFS.removeAll(parent.fd, base, path: path)
         }
 
@@ -247,6 +270,8 @@ final class Extractor {
 
     /// Sets directory times last, so creating their children does not change them.
     func finish() throws(BerthError) {
+        lastParent?.directory.close()
+        lastParent = nil
         for (path, seconds, nanoseconds) in directoryTimes.reversed() {
             var components = RootFS.clean(path)
             guard let base = components.popLast() else { continue }

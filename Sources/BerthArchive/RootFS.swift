@@ -2,6 +2,7 @@
     import Glibc
 #endif
 import BerthCore
+import CBerthSys
 
 /// Linux constants the Glibc module hides behind `_GNU_SOURCE` (stable ABI values).
 enum LinuxFlags {
@@ -23,9 +24,14 @@ struct RootedDirectory {
 /// Resolves paths inside a root directory the way `openat2(RESOLVE_IN_ROOT)` does: `..` never climbs above the
 /// root, absolute symlinks restart at the root, relative ones resolve from where they are. Every component is
 /// opened with `O_NOFOLLOW` relative to its parent's descriptor, so nothing outside the root is ever reached.
+/// A path of plain directories (the common case) is first opened in one `openat2` call that refuses any symlink
+/// and stays in the root; anything else (a symlink, a missing or non-directory component, no `openat2`) takes
+/// the component walk, so results and errors are the walk's.
 final class RootFS {
     let root: String
     let rootFD: Int32
+    /// False once `openat2` turned out to be missing (ENOSYS) or filtered (EPERM, seccomp).
+    private var useOpenat2 = true
     /// Called for a directory the resolver creates: (its descriptor's parent, its name, its path in the root).
     var onCreateDirectory: ((Int32, String, String) -> Void)?
 
@@ -57,6 +63,7 @@ final class RootFS {
     /// Opens the directory `components` inside the root, following symlinks within the root; with `create`,
     /// missing directories are made (mode 0755, then `onCreateDirectory`). A non-directory on the way is an error.
     func directory(_ components: [String], create: Bool) throws(BerthError) -> RootedDirectory {
+        if let fast = directoryWithoutSymlinks(components) { return fast }
         var stack: [(fd: Int32, name: String)] = []
         func closeAll() { for level in stack { close(level.fd) } }
         func current() -> Int32 { stack.last?.fd ?? rootFD }
@@ -124,6 +131,24 @@ final class RootFS {
         let path = (stack.map(\.name) + [last.name]).joined(separator: "/")
         closeAll()
         return RootedDirectory(fd: last.fd, path: path)
+    }
+
+    /// `components` opened in one `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` call
+    /// when every one is an existing directory (not a symlink); nil when that fails for any reason, so the
+    /// caller walks the components instead.
+    private func directoryWithoutSymlinks(_ components: [String]) -> RootedDirectory? {
+        guard useOpenat2, !components.isEmpty,
+              !components.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." || $0.contains("/") })
+        else { return nil }
+        let path = components.joined(separator: "/")
+        let resolve = berth_resolve_in_root | berth_resolve_no_symlinks | berth_resolve_no_magiclinks
+        let flags = UInt64(LinuxFlags.O_PATH | O_DIRECTORY | O_CLOEXEC)
+        let fd = berth_openat2(rootFD, path, flags, resolve)
+        guard fd >= 0 else {
+            if errno == ENOSYS || errno == EPERM { useOpenat2 = false }
+            return nil
+        }
+        return RootedDirectory(fd: fd, path: path)
     }
 
     /// A symlink's target, or nil.
