@@ -1,5 +1,5 @@
 # Berth: two commands on a fresh Debian 12 machine.
-#   make run   install deps, build, start berthd on config.toml.example, show what it serves
+#   make run   install deps, build, start berthd on config.toml.example, import, push, pull and run busybox
 #   make test  install deps, build, run every test (unit, plugin, integration with Debian's ctr)
 SHELL := /bin/bash
 SWIFT ?= swift

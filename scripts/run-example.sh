@@ -23,9 +23,36 @@ echo; echo "== berth namespaces ls"; "$bin/berth" namespaces ls
 echo; echo "== berth snapshots prepare example-snapshot"; "$bin/berth" snapshots prepare example-snapshot
 echo "== berth snapshots mounts"; "$bin/berth" snapshots mounts /tmp/example-target example-snapshot
 "$bin/berth" snapshots rm example-snapshot
-# The test image (busybox-static as a one-layer OCI archive), imported and unpacked, then a container from it.
+# The test image (busybox-static as a one-layer OCI archive), imported by the daemon through the Transfer API.
 scripts/busybox-image.sh "$scratch/busybox.tar"
-echo; echo "== ctr images import busybox.tar"; ctr --address "$socket" images import "$scratch/busybox.tar"
+echo; echo "== berth import busybox.tar"; "$bin/berth" import "$scratch/busybox.tar"
+# A registry on loopback (Debian's docker-registry): push the image there, drop it, and pull it back (the daemon
+# downloads and unpacks while it reports progress).
+if [ -f "$scratch/registry.pid" ]; then kill "$(cat "$scratch/registry.pid")" 2>/dev/null || true; fi
+rm -rf "$scratch/registry"; mkdir -p "$scratch/registry"
+cat >"$scratch/registry/config.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $scratch/registry/data
+http:
+  addr: 127.0.0.1:5117
+YAML
+docker-registry serve "$scratch/registry/config.yml" >"$scratch/registry/log" 2>&1 &
+echo $! >"$scratch/registry.pid"
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/5117) 2>/dev/null && break; sleep 0.1; done
+echo; echo "== berth push --plain-http 127.0.0.1:5117/example/busybox:latest"
+"$bin/berth" images tag --force docker.io/library/busybox:latest 127.0.0.1:5117/example/busybox:latest >/dev/null
+"$bin/berth" push --plain-http 127.0.0.1:5117/example/busybox:latest
+"$bin/berth" images rm --sync 127.0.0.1:5117/example/busybox:latest docker.io/library/busybox:latest >/dev/null
+echo; echo "== berth pull --plain-http 127.0.0.1:5117/example/busybox:latest"
+"$bin/berth" pull --plain-http 127.0.0.1:5117/example/busybox:latest
+kill "$(cat "$scratch/registry.pid")" 2>/dev/null || true; rm -f "$scratch/registry.pid"
+"$bin/berth" images tag --force 127.0.0.1:5117/example/busybox:latest docker.io/library/busybox:latest >/dev/null
 echo; echo "== berth run --rm busybox"
 "$bin/berth" run --rm docker.io/library/busybox:latest sh -c 'echo "Hello from a Berth container: $(hostname), pid $$"'
 echo
