@@ -102,31 +102,10 @@ struct ContentAccess {
     /// for manifests, `.config` for a config, `.l.<i>` for layers, `.<i>` otherwise), as `images.SetChildrenLabels`.
     func labelChildren(_ parent: Digest, _ children: [OCIDescriptor]) async throws(BerthError) {
         guard !children.isEmpty else { return }
-        let labels = Self.childLabels(children)
+        let labels = childGCLabels(children)
         var info = try await content.info(parent)
         for (key, value) in labels { info.labels[key] = value }
         _ = try await content.update(info, paths: labels.keys.sorted().map { "labels.\($0)" })
-    }
-
-    static func childLabels(_ children: [OCIDescriptor]) -> [String: String] {
-        var labels: [String: String] = [:]
-        var counts: [String: Int] = [:]
-        for child in children {
-            let key: String
-            if MediaType.isConfig(child.mediaType) || child.mediaType == MediaType.dockerPluginConfig {
-                key = GCLabels.contentRefPrefix + ".config"
-            } else if MediaType.isManifest(child.mediaType) {
-                key = GCLabels.contentRefPrefix + ".m."
-            } else if MediaType.isLayer(child.mediaType) {
-                key = GCLabels.contentRefPrefix + ".l."
-            } else {
-                key = GCLabels.contentRefPrefix + "."
-            }
-            let index = counts[key, default: 0]
-            counts[key] = index + 1
-            labels[index > 0 || key.hasSuffix(".") ? key + String(index) : key] = child.digest.description
-        }
-        return labels
     }
 
     /// Runs `body` under a new lease that expires in a day (containerd's client `WithLease`), deleting the lease

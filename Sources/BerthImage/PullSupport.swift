@@ -52,7 +52,7 @@ func childGCLabels(_ children: [OCIDescriptor]) -> [String: String] {
     var counts: [String: Int] = [:]
     for child in children {
         var key: String
-        if MediaType.isConfig(child.mediaType) {
+        if MediaType.isConfig(child.mediaType) || child.mediaType == MediaType.dockerPluginConfig {
             key = GCLabels.contentRefPrefix + ".config"
         } else if MediaType.isManifest(child.mediaType) {
             key = GCLabels.contentRefPrefix + ".m."

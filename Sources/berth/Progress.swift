@@ -121,14 +121,5 @@ final class ProgressDisplay: Sendable {
         }.joined(separator: " ")
     }
 
-    static func bytes(_ size: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(size)
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(size) B" : String(format: "%.1f %@", value, units[unit])
-    }
+    static func bytes(_ size: Int64) -> String { Output.bytes(size) }
 }

@@ -138,7 +138,7 @@ final class AskedHosts: @unchecked Sendable {
     /// containerd's daemon-side unpacker label `containerd.io/snapshot.ref` on top.
     @Test func sameResultAsContainerd() async throws {
         let fixture = try await PullFixture.start()
-        let containerd = try await TestContainerd()
+        let containerd = try await TestContainerd.start(prefix: "berth-pull-ctd")
         do {
             let layout = try await fixture.push(.multiLayer, name: "test/compare")
             let reference = fixture.reference("test/compare")
@@ -192,62 +192,5 @@ final class AskedHosts: @unchecked Sendable {
         }
         containerd.stop()
         await fixture.stop()
-    }
-}
-
-/// Debian's containerd 1.6 on its own root, state and socket.
-final class TestContainerd: @unchecked Sendable {
-    let directory: String
-    let socket: String
-    let process = Process()
-
-    init() async throws {
-        directory = "/var/tmp/berth-pull-ctd-\(UUID().uuidString.prefix(8))"
-        socket = directory + "/containerd.sock"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try """
-            version = 2
-            root = "\(directory)/root"
-            state = "\(directory)/state"
-            disabled_plugins = ["io.containerd.grpc.v1.cri"]
-            [grpc]
-              address = "\(socket)"
-            [ttrpc]
-              address = "\(socket).ttrpc"
-            """.write(toFile: directory + "/config.toml", atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/containerd")
-        process.arguments = ["--config", directory + "/config.toml"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        while !FileManager.default.fileExists(atPath: socket) {
-            guard process.isRunning else {
-                stop()
-                throw TestRegistryError("containerd did not start")
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        var attempts = 0
-        while !(try await ctr(["version"]).succeeded) {
-            attempts += 1
-            guard attempts < 100, process.isRunning else {
-                stop()
-                throw TestRegistryError("containerd did not answer")
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-    }
-
-    func ctr(_ arguments: [String]) async throws -> TestCommand.Result {
-        try await TestCommand.run("/usr/bin/ctr", ["--address", socket, "--namespace", "default"] + arguments, timeout: 120)
-    }
-
-    func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        unmountUnder(directory)
-        try? FileManager.default.removeItem(atPath: directory)
     }
 }
