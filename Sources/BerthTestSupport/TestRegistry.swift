@@ -16,15 +16,20 @@ public final class TestRegistry: @unchecked Sendable {
     public struct Mode: Sendable {
         public var tls: Bool
         public var auth: Auth
-        public init(tls: Bool = false, auth: Auth = .none) {
-            self.tls = tls
+        /// The registry requires a client certificate signed by its CA (`http.tls.clientcas`); implies `tls`.
+        public var clientCertificates: Bool
+        public init(tls: Bool = false, auth: Auth = .none, clientCertificates: Bool = false) {
+            self.tls = tls || clientCertificates
             self.auth = auth
+            self.clientCertificates = clientCertificates
         }
         public static let plain = Mode()
         public static let basic = Mode(auth: .basic)
         public static let tls = Mode(tls: true)
         public static let token = Mode(auth: .token(anonymousPull: true))
         public static let tlsBasic = Mode(tls: true, auth: .basic)
+        /// TLS that also requires a client certificate (see `clientCertificatePath`, `clientKeyPath`).
+        public static let mutualTLS = Mode(clientCertificates: true)
     }
 
     public static let username = "berth"
@@ -40,6 +45,12 @@ public final class TestRegistry: @unchecked Sendable {
     public let port: Int
     /// The CA certificate (PEM) that signed the server certificate, when TLS.
     public let caPath: String?
+    /// The client certificate (PEM) signed by the CA, when the mode requires client certificates.
+    public var clientCertificatePath: String? { mode.clientCertificates ? directory + "/client.cert" : nil }
+    /// The client certificate's key (PEM), when the mode requires client certificates.
+    public var clientKeyPath: String? { mode.clientCertificates ? directory + "/client.key" : nil }
+    /// The client certificate followed by its key in one PEM file (hosts.toml's single-string `client` form).
+    public var clientCombinedPath: String? { mode.clientCertificates ? directory + "/client-combined.pem" : nil }
     /// The registry's filesystem storage root (blobs under `docker/registry/v2/blobs/sha256/xx/<hex>/data`).
     public let storageDirectory: String
     /// The token server, when token auth.
@@ -95,6 +106,10 @@ public final class TestRegistry: @unchecked Sendable {
             if mode.tls {
                 caPath = try await makeServerCertificate(in: directory)
                 config += "  tls:\n    certificate: \(directory)/server.crt\n    key: \(directory)/server.key\n"
+                if mode.clientCertificates {
+                    try await makeClientCertificate(in: directory)
+                    config += "    clientcas:\n      - \(directory)/ca.crt\n"
+                }
             }
             switch mode.auth {
             case .none:
@@ -232,6 +247,34 @@ public final class TestRegistry: @unchecked Sendable {
                 "-CAcreateserial", "-out", directory + "/server.crt", "-days", "2", "-extfile", directory + "/server.ext",
             ])
         return directory + "/ca.crt"
+    }
+
+    /// Creates `client.cert`/`client.key` (clientAuth) signed by the CA in `directory`, `client-combined.pem` (both
+    /// in one file), and `skopeo-certs/` holding the CA and the pair, the cert dir `TestImageLayout.push` gives skopeo.
+    static func makeClientCertificate(in directory: String) async throws {
+        let openssl = "/usr/bin/openssl"
+        try await TestCommand.check(
+            openssl,
+            [
+                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", directory + "/client.key", "-out", directory + "/client.csr", "-subj", "/CN=berth-test-client",
+            ])
+        let extensions = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
+        try Data(extensions.utf8).write(to: URL(fileURLWithPath: directory + "/client.ext"))
+        try await TestCommand.check(
+            openssl,
+            [
+                "x509", "-req", "-in", directory + "/client.csr", "-CA", directory + "/ca.crt", "-CAkey", directory + "/ca.key",
+                "-CAcreateserial", "-out", directory + "/client.cert", "-days", "2", "-extfile", directory + "/client.ext",
+            ])
+        let certificate = try Data(contentsOf: URL(fileURLWithPath: directory + "/client.cert"))
+        let key = try Data(contentsOf: URL(fileURLWithPath: directory + "/client.key"))
+        try (certificate + key).write(to: URL(fileURLWithPath: directory + "/client-combined.pem"))
+        let certDir = directory + "/skopeo-certs"
+        try FileManager.default.createDirectory(atPath: certDir, withIntermediateDirectories: true)
+        for (from, to) in [("ca.crt", "ca.crt"), ("client.cert", "client.cert"), ("client.key", "client.key")] {
+            try FileManager.default.copyItem(atPath: directory + "/" + from, toPath: certDir + "/" + to)
+        }
     }
 }
 
