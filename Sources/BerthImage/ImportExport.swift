@@ -161,17 +161,6 @@ extension LocalTransferrer {
 
     /// Updates the image's target if it exists, else creates it (containerd's import), and reports the change.
     func save(_ record: ImageRecord) async throws(BerthError) -> ImageRecord {
-        let images = stores.metadata.images
-        let result: ImageRecord
-        let created: Bool
-        do {
-            result = try await images.update(record, paths: record.labels.isEmpty ? ["target"] : ["target", "labels"])
-            created = false
-        } catch let error where error.code == .notFound {
-            result = try await images.create(record)
-            created = true
-        }
-        await stores.imageChanged?(result, created)
-        return result
+        try await createOrUpdate(record, updatePaths: record.labels.isEmpty ? ["target"] : ["target", "labels"])
     }
 }

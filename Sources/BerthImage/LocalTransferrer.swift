@@ -62,3 +62,28 @@ public final class LocalTransferrer: Transferrer {
         }
     }
 }
+
+extension LocalTransferrer {
+    /// Creates the image record, or updates `updatePaths` of an existing one (empty: target and labels), and
+    /// reports the change. Races with another transfer of the same name end in an update, never AlreadyExists.
+    func createOrUpdate(_ record: ImageRecord, updatePaths: [String] = []) async throws(BerthError) -> ImageRecord {
+        let images = stores.metadata.images
+        var attempts = 0
+        while true {
+            attempts += 1
+            do {
+                let created = try await images.create(record)
+                await stores.imageChanged?(created, true)
+                return created
+            } catch where error.code == .alreadyExists {
+                do {
+                    let updated = try await images.update(record, paths: updatePaths)
+                    await stores.imageChanged?(updated, false)
+                    return updated
+                } catch where error.code == .notFound && attempts < 3 {
+                    continue  // deleted meanwhile: create again
+                }
+            }
+        }
+    }
+}

@@ -183,27 +183,9 @@ extension LocalTransferrer {
     private func save(name: String, target: OCIDescriptor, labels: [String: String], progress: PullProgress)
         async throws(BerthError) -> ImageRecord
     {
-        let images = stores.metadata.images
-        let wanted = ImageRecord(name: name, target: target.core, labels: labels)
-        var attempts = 0
-        while true {
-            attempts += 1
-            do {
-                let created = try await images.create(wanted)
-                await stores.imageChanged?(created, true)
-                progress.status(TransferProgress.Event.saved, name: name, descriptor: target)
-                return created
-            } catch where error.code == .alreadyExists {
-                do {
-                    let updated = try await images.update(wanted, paths: [])
-                    await stores.imageChanged?(updated, false)
-                    progress.status(TransferProgress.Event.saved, name: name, descriptor: target)
-                    return updated
-                } catch where error.code == .notFound && attempts < 3 {
-                    continue  // deleted meanwhile: create again
-                }
-            }
-        }
+        let saved = try await createOrUpdate(ImageRecord(name: name, target: target.core, labels: labels))
+        progress.status(TransferProgress.Event.saved, name: name, descriptor: target)
+        return saved
     }
 
     static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], _ descriptor: OCIDescriptor) throws(BerthError) -> T {
