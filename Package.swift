@@ -81,7 +81,7 @@ let package = Package(
         .target(
             name: "BerthAPI",
             dependencies: [
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "BerthShimAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             ],
@@ -190,15 +190,16 @@ let package = Package(
         // END images
         // BEGIN shim (issue "Containers and tasks"): containerd's shim v2 over ttrpc, driving a runc-like runtime.
         .target(name: "CBerthShim", path: "Sources/berth-shim/CShim"),
-        // The shim's copy of the few generated messages it speaks: SwiftProtobuf only, no gRPC or Foundation.
+        // The generated messages the shim speaks (scripts/gen-protos.sh puts them here): SwiftProtobuf only, no gRPC
+        // or Foundation, so the shim stays small. BerthAPI re-exports them.
         .target(
             name: "BerthShimAPI", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
-            path: "Sources/berth-shim/ShimAPI", exclude: ["refresh.sh"], swiftSettings: swiftSettings),
+            swiftSettings: swiftSettings),
         // Release builds link the Swift runtime statically: a smaller shim (RSS) that needs no toolchain.
         .executableTarget(
             name: "berth-shim",
             dependencies: ["BerthTTRPC", "BerthShimAPI", "CBerthShim"],
-            exclude: ["CShim", "ShimAPI"],
+            exclude: ["CShim"],
             swiftSettings: swiftSettings,
             // SwiftProtobuf imports Foundation (its BinaryDelimitedStreams trait), so its static parts are named.
             linkerSettings: [

@@ -14,6 +14,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TOOLS=.build-protoc-plugins
 PROTOS=Protos
 OUT=Sources/BerthAPI
+# The messages berth-shim speaks go to their own module (SwiftProtobuf only), which BerthAPI re-exports.
+SHIM_OUT=Sources/BerthShimAPI
+SHIM_FILES="containerd_runtime_v2_task_shim containerd_types_mount containerd_types_task_task containerd_events_task
+  containerd_services_ttrpc_events_v1_events containerd_runtime_v2_runc_options_oci"
 WKT_INCLUDE=/usr/include
 
 if ! command -v protoc >/dev/null 2>&1; then
@@ -50,7 +54,7 @@ else
 fi
 
 # --- 2. Generate -----------------------------------------------------------------------------------
-find "$OUT" -maxdepth 1 -type f \( -name '*.pb.swift' -o -name '*.grpc.swift' \) -delete
+find "$OUT" "$SHIM_OUT" -maxdepth 1 -type f \( -name '*.pb.swift' -o -name '*.grpc.swift' \) -delete
 
 ALL_PROTOS=$(find "$PROTOS" -name '*.proto' | LC_ALL=C sort)
 # gRPC code only for the files that declare a service (the plugin emits an empty file otherwise).
@@ -71,6 +75,8 @@ protoc -I "$PROTOS" -I "$WKT_INCLUDE" \
   --grpc-swift-2_out="$OUT" \
   --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true,FileNaming=PathToUnderscores \
   $SERVICE_PROTOS
+
+for f in $SHIM_FILES; do mv "$OUT/$f.pb.swift" "$SHIM_OUT/"; done
 
 echo "generated $(find "$OUT" -maxdepth 1 -name '*.pb.swift' | wc -l) .pb.swift and" \
   "$(find "$OUT" -maxdepth 1 -name '*.grpc.swift' | wc -l) .grpc.swift files in $OUT"
