@@ -154,7 +154,7 @@ actor DirectoryWriter: ContentWriter {
     @Test func resumesAnInterruptedIngestWithRange() async throws {
         let setup = try await RegistryClientTests.setup(.plain)
         defer { setup.cleanup() }
-        let proxy = try FaultProxy(upstreamPort: setup.registry.port)
+        let proxy = try TestProxy(upstreamPort: setup.registry.port)
         defer { proxy.stop() }
         let client = RegistryClient()
         defer { Task { await client.shutdown() } }

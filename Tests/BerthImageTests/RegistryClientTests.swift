@@ -278,8 +278,9 @@ import Testing
     @Test func resumesAfterDroppedConnectionAndRetries503() async throws {
         let setup = try await Self.setup(.plain)
         defer { setup.cleanup() }
-        let proxy = try FaultProxy(upstreamPort: setup.registry.port, fail503: 1, cutAfter: 200_000)
+        let proxy = try TestProxy(upstreamPort: setup.registry.port, fail503: 1)
         defer { proxy.stop() }
+        proxy.cut(after: 200_000, thenRefuse: false)
         let client = RegistryClient()
         defer { Task { await client.shutdown() } }
         let reference = try Reference.parseDocker("127.0.0.1:\(proxy.port)/test/busybox:latest")

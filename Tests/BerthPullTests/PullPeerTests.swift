@@ -22,7 +22,7 @@ final class AskedHosts: @unchecked Sendable {
     /// from the registry once, both succeed, and both leave the same image.
     @Test func concurrentPullsDownloadEachBlobOnce() async throws {
         let fixture = try await PullFixture.start()
-        let proxy = try RegistryProxy(upstreamPort: fixture.registry.port, throttle: 20_000)
+        let proxy = try TestProxy(upstreamPort: fixture.registry.port, throttle: 20_000)
         do {
             let layout = try await fixture.push(.multiLayer, name: "test/twice")
             let (first, second) = (ProgressLog(), ProgressLog())
@@ -57,11 +57,11 @@ final class AskedHosts: @unchecked Sendable {
     /// it with a Range request from where the first stopped, and succeeds.
     @Test func resumesAfterADroppedPull() async throws {
         let fixture = try await PullFixture.start()
-        let proxy = try RegistryProxy(upstreamPort: fixture.registry.port)
+        let proxy = try TestProxy(upstreamPort: fixture.registry.port)
         do {
             let layout = try await fixture.push(.oci, name: "test/resume")
             let layer = layout.layers[0]
-            proxy.cut(layer.digest.description, after: Int(layer.size / 2))
+            proxy.cut(layer.digest.description, after: Int(layer.size / 2), thenRefuse: true)
             await #expect(throws: BerthError.self) { try await fixture.pull("test/resume", host: proxy.host) }
             let ingests = try await inDefault { try await fixture.engine.metadata.content.statuses(.all) }
             let partial = try #require(ingests.first { $0.ref == "layer-\(layer.digest)" }, "\(ingests.map(\.ref))")

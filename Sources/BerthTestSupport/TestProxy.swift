@@ -1,35 +1,42 @@
 import Foundation
 import Glibc
 
-/// A TCP proxy on 127.0.0.1 in front of a registry, on plain threads (off the cooperative pool). It records each
-/// request line (with its Range header), can cut a blob download after some bytes and then refuse every
-/// connection and request until told otherwise (the registry "goes away").
-final class RegistryProxy: @unchecked Sendable {
-    let port: Int
-    let upstreamPort: Int
+/// A TCP proxy on 127.0.0.1 in front of a registry, on plain threads (off the cooperative pool), that injects faults
+/// into blob downloads. It records each request line (with its Range header); it can answer the next blob GETs with
+/// 503, cut a blob download after some bytes (and then refuse every connection and request: the registry "goes
+/// away"), refuse on demand, and slow responses so concurrent downloads overlap.
+public final class TestProxy: @unchecked Sendable {
+    public let port: Int
+    public let upstreamPort: Int
+    /// Microseconds to sleep per forwarded response chunk.
+    public let throttle: UInt32
     private let listener: Int32
     private let lock = NSLock()
-    private var cut: (digest: String, bytes: Int)?
+    private var fail503Remaining: Int
+    private var pendingCut: (digest: String?, bytes: Int, thenRefuse: Bool)?
     private var refuse = false
     private var seen: [String] = []
 
-    var requests: [String] { lock.withLock { seen } }
-    var host: String { "127.0.0.1:\(port)" }
+    public var requests: [String] { lock.withLock { seen } }
+    public var host: String { "127.0.0.1:\(port)" }
 
     /// GETs of blobs, by digest.
-    func blobGets(_ digest: String) -> Int {
+    public func blobGets(_ digest: String) -> Int {
         requests.filter { $0.hasPrefix("GET ") && $0.contains("/blobs/\(digest) ") }.count
     }
 
-    /// Cuts the next GET of blob `digest` after `bytes` response bytes and then refuses connections.
-    func cut(_ digest: String, after bytes: Int) { lock.withLock { cut = (digest, bytes) } }
-    func setRefusing(_ value: Bool) { lock.withLock { refuse = value } }
+    /// Cuts the next GET of blob `digest` (any blob when nil) after `bytes` response bytes; with `thenRefuse`, every
+    /// later connection and request is refused until `setRefusing(false)`.
+    public func cut(_ digest: String? = nil, after bytes: Int, thenRefuse: Bool) {
+        lock.withLock { pendingCut = (digest, bytes, thenRefuse) }
+    }
 
-    /// Microseconds to sleep per forwarded response chunk (slows downloads so concurrent pulls overlap).
-    let throttle: UInt32
+    public func setRefusing(_ value: Bool) { lock.withLock { refuse = value } }
 
-    init(upstreamPort: Int, throttle: UInt32 = 0) throws {
+    /// `fail503`: how many blob GETs to answer with 503 before forwarding any.
+    public init(upstreamPort: Int, fail503: Int = 0, throttle: UInt32 = 0) throws {
         self.upstreamPort = upstreamPort
+        self.fail503Remaining = fail503
         self.throttle = throttle
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
@@ -47,7 +54,7 @@ final class RegistryProxy: @unchecked Sendable {
         Thread { [self] in acceptLoop() }.start()
     }
 
-    func stop() {
+    public func stop() {
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
     }
@@ -88,6 +95,26 @@ final class RegistryProxy: @unchecked Sendable {
         return true
     }
 
+    private enum RequestAction { case forward, fail503, drop }
+
+    /// Records a request and decides what to do with it; arms a pending cut when this GET matches it.
+    private func admit(_ line: Substring, range: Substring?, cut: inout (bytes: Int, thenRefuse: Bool)?) -> RequestAction {
+        lock.withLock {
+            if refuse { return .drop }
+            seen.append(String(line) + (range.map { " " + $0 } ?? ""))
+            guard line.hasPrefix("GET "), line.contains("/blobs/sha256:") else { return .forward }
+            if fail503Remaining > 0 {
+                fail503Remaining -= 1
+                return .fail503
+            }
+            if let pending = pendingCut, pending.digest.map({ line.contains("/blobs/\($0) ") }) ?? true {
+                cut = (pending.bytes, pending.thenRefuse)
+                pendingCut = nil
+            }
+            return .forward
+        }
+    }
+
     private func relay(_ client: Int32) {
         let upstream = connectUpstream()
         defer {
@@ -96,7 +123,7 @@ final class RegistryProxy: @unchecked Sendable {
         }
         guard upstream >= 0 else { return }
         var buffer = [UInt8](repeating: 0, count: 65536)
-        var budget: Int?
+        var cut: (bytes: Int, thenRefuse: Bool)?
         while true {
             var fds = [
                 pollfd(fd: client, events: Int16(POLLIN), revents: 0), pollfd(fd: upstream, events: Int16(POLLIN), revents: 0),
@@ -105,33 +132,31 @@ final class RegistryProxy: @unchecked Sendable {
             if fds[0].revents != 0 {
                 let count = read(client, &buffer, buffer.count)
                 if count <= 0 { return }
-                let text = String(decoding: buffer[0..<count], as: UTF8.self)
-                let lines = text.split(separator: "\r\n")
+                let lines = String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\r\n")
                 if let line = lines.first, line.hasPrefix("GET ") || line.hasPrefix("HEAD ") {
                     let range = lines.first { $0.lowercased().hasPrefix("range:") }
-                    let refused = lock.withLock { () -> Bool in
-                        if refuse { return true }
-                        seen.append(String(line) + (range.map { " " + $0 } ?? ""))
-                        if line.hasPrefix("GET "), let cut, line.contains("/blobs/\(cut.digest) ") {
-                            budget = cut.bytes
-                            self.cut = nil
-                        }
-                        return false
+                    switch admit(line, range: range, cut: &cut) {
+                    case .drop:
+                        return
+                    case .fail503:
+                        _ = Self.writeAll(client, Array("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".utf8)[...])
+                        continue
+                    case .forward:
+                        break
                     }
-                    if refused { return }
                 }
                 if !Self.writeAll(upstream, buffer[0..<count]) { return }
             }
             if fds[1].revents != 0 {
                 let count = read(upstream, &buffer, buffer.count)
                 if count <= 0 { return }
-                if let left = budget {
-                    if count >= left {
-                        _ = Self.writeAll(client, buffer[0..<left])
-                        lock.withLock { refuse = true }
-                        return  // drop both connections mid-body; the registry is gone from now on
+                if let armed = cut {
+                    if count >= armed.bytes {
+                        _ = Self.writeAll(client, buffer[0..<armed.bytes])
+                        if armed.thenRefuse { lock.withLock { refuse = true } }
+                        return  // drop both connections mid-body
                     }
-                    budget = left - count
+                    cut = (armed.bytes - count, armed.thenRefuse)
                 }
                 if throttle > 0 { usleep(throttle) }
                 if !Self.writeAll(client, buffer[0..<count]) { return }
