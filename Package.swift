@@ -11,7 +11,7 @@ let swiftSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
 /// Every engine plugin target: name, path under Plugins/, and the core modules it may use.
 let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
-    ("BerthMetadataPlugin", "Plugins/Metadata/SQLite", [.product(name: "GRDB", package: "GRDB.swift")]),
+    ("BerthMetadataPlugin", "Plugins/Metadata/SQLite", ["BerthSnapshotStorage", .product(name: "GRDB", package: "GRDB.swift")]),
     ("BerthEventsPlugin", "Plugins/Events/Exchange", []),
     ("BerthVersionService", "Plugins/Services/Version", ["BerthGRPC", "BerthAPI"]),
     ("BerthIntrospectionService", "Plugins/Services/Introspection", ["BerthGRPC", "BerthAPI"]),

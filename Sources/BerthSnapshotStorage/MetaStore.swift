@@ -71,21 +71,12 @@ public final class SnapshotMetaStore: Sendable {
         }
     }
 
-    /// Runs `body` on a read-only snapshot of the database.
-    ///
-    /// Uses GRDB's callback `asyncRead`, which returns the reader to the pool on the reader's own queue. GRDB's
-    /// `async` read keeps the reader until the awaiting task resumes on the global executor (in berthd, the NIO
-    /// loops), so a loop blocked in `readNow` or in `close()` waiting for that reader deadlocked the daemon.
+    /// Runs `body` on a read-only snapshot of the database (see `readReleasingReader` for why not GRDB's `read`).
     public func read<T: Sendable>(_ body: @escaping @Sendable (SnapshotTransaction) throws(BerthError) -> T)
         async throws(BerthError) -> T
     {
-        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
-            pool.asyncRead { database in
-                continuation.resume(returning: Result { try body(SnapshotTransaction(db: database.get())) })
-            }
-        }
         do {
-            return try result.get()
+            return try await pool.readReleasingReader { database in try body(SnapshotTransaction(db: database)) }
         } catch let error as BerthError {
             throw error
         } catch {

@@ -1,4 +1,5 @@
 import BerthCore
+import BerthSnapshotStorage
 import Foundation
 import GRDB
 
@@ -62,20 +63,11 @@ public actor MetadataStore: NamespaceStore, Closable {
         }
     }
 
-    /// Runs `body` in a read transaction on a reader connection.
-    ///
-    /// Uses GRDB's callback `asyncRead`, which hands the reader back to the pool on the reader's own queue. GRDB's
-    /// `async` read keeps the reader until the awaiting task resumes on the global executor, which in berthd is the
-    /// NIO loops; with every reader held that way and both loops blocked in `readNow` waiting for a reader, nothing
-    /// could run again (berthd stopped answering under 20 concurrent `ctr run`).
+    /// Runs `body` in a read transaction on a reader connection (see `readReleasingReader` for why not GRDB's
+    /// `read`).
     func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
-        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
-            pool.asyncRead { database in
-                continuation.resume(returning: Result { try body(database.get()) })
-            }
-        }
         do {
-            return try result.get()
+            return try await pool.readReleasingReader(body)
         } catch let error as BerthError {
             throw error
         } catch {
