@@ -37,15 +37,7 @@ extension Images {
             let (source, targets, force) = (self.source, self.targets, self.force)
             try await global.connect { c in
                 let api = ImagesAPI.Client(wrapping: c.client)
-                var get = Containerd_Services_Images_V1_GetImageRequest()
-                get.name = source
-                var image: Containerd_Services_Images_V1_Image
-                do {
-                    image = try await api.get(get, metadata: c.metadata).image
-                } catch let error as RPCError where error.code == .notFound && ImageResolver.normalized(source) != source {
-                    get.name = ImageResolver.normalized(source)
-                    image = try await api.get(get, metadata: c.metadata).image
-                }
+                var image = try await ImageResolver.image(c, named: source)
                 for target in targets {
                     image.name = target
                     var create = Containerd_Services_Images_V1_CreateImageRequest()
@@ -83,16 +75,7 @@ struct ImageReport: Sendable {
     var unpacked: [String] = []
 
     static func make(_ c: BerthConnection, name: String) async throws -> ImageReport {
-        let api = ImagesAPI.Client(wrapping: c.client)
-        var get = Containerd_Services_Images_V1_GetImageRequest()
-        get.name = name
-        let image: Containerd_Services_Images_V1_Image
-        do {
-            image = try await api.get(get, metadata: c.metadata).image
-        } catch let error as RPCError where error.code == .notFound && ImageResolver.normalized(name) != name {
-            get.name = ImageResolver.normalized(name)
-            image = try await api.get(get, metadata: c.metadata).image
-        }
+        let image = try await ImageResolver.image(c, named: name)
         var report = ImageReport(image: image)
         let target = OCIDescriptor(
             mediaType: image.target.mediaType, digest: try Digest(parsing: image.target.digest), size: image.target.size)

@@ -34,18 +34,21 @@ enum ImageResolver {
         return name
     }
 
-    static func resolve(_ c: BerthConnection, reference: String) async throws -> ResolvedImage {
+    /// The image record named `name`, or else its Docker-normalized name (`busybox` → `docker.io/library/busybox:latest`).
+    static func image(_ c: BerthConnection, named name: String) async throws -> Containerd_Services_Images_V1_Image {
         let images = ImagesAPI.Client(wrapping: c.client)
-        var image: Containerd_Services_Images_V1_Image
+        var request = Containerd_Services_Images_V1_GetImageRequest()
+        request.name = name
         do {
-            var request = Containerd_Services_Images_V1_GetImageRequest()
-            request.name = reference
-            image = try await images.get(request, metadata: c.metadata).image
-        } catch let error as RPCError where error.code == .notFound && normalized(reference) != reference {
-            var request = Containerd_Services_Images_V1_GetImageRequest()
-            request.name = normalized(reference)
-            image = try await images.get(request, metadata: c.metadata).image
+            return try await images.get(request, metadata: c.metadata).image
+        } catch let error as RPCError where error.code == .notFound && normalized(name) != name {
+            request.name = normalized(name)
+            return try await images.get(request, metadata: c.metadata).image
         }
+    }
+
+    static func resolve(_ c: BerthConnection, reference: String) async throws -> ResolvedImage {
+        let image = try await image(c, named: reference)
         var digest = image.target.digest
         if MediaType.isIndex(image.target.mediaType) {
             let index = try JSONDecoder().decode(Index.self, from: try await blob(c, digest))
