@@ -3,7 +3,7 @@
 #   make test  install deps, build, run every test (unit, plugin, integration with Debian's ctr)
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := containerd runc libsqlite3-dev hyperfine libseccomp-dev busybox-static libbtrfsutil-dev btrfs-progs libdevmapper-dev zlib1g-dev libzstd-dev docker-registry skopeo umoci oci-image-tool tmux apache2-utils openssl
+APT_PACKAGES := containerd runc libsqlite3-dev hyperfine libseccomp-dev busybox-static libbtrfsutil-dev btrfs-progs libdevmapper-dev zlib1g-dev libzstd-dev docker-registry skopeo umoci oci-image-tool tmux apache2-utils openssl python3
 
 .PHONY: run test deps build stop bench protos clean
 
