@@ -141,12 +141,6 @@ struct Cgroups: Codable, Sendable {
         if e != 0 { throw RuncError.sys("write \(value) to \(dir)/\(file)", e) }
     }
 
-    /// Devices every container may use (runc 1.1's default allow list; /dev/console is not in it).
-    static let defaultDeviceRules: [String] = [
-        "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:8 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:5 rwm", "c 1:9 rwm",
-        "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm",
-    ]
-
     /// Writes the limits of `r` (create and `update`).
     func apply(_ r: Resources, devices: [Spec.Device] = [], initial: Bool) throws {
         let wanted = [("memory", r.memory != nil), ("pids", r.pids != nil), ("hugetlb", !(r.hugepageLimits ?? []).isEmpty)]
@@ -212,29 +206,25 @@ struct Cgroups: Codable, Sendable {
             try set("hugetlb", "hugetlb.\(h.pageSize).limit_in_bytes", "\(h.limit)")
         }
         // Controllers found only on the unified hierarchy (a pure v2 host, or hugetlb here).
-        try applyV2(r, devices: initial || r.devices != nil)
+        try applyV2(r)
         if let n = r.network {
             if let c = n.classID, path("net_cls") != nil { try set("net_cls", "net_cls.classid", "\(c)") }
             for p in n.priorities ?? [] where path("net_prio") != nil {
                 try set("net_prio", "net_prio.ifpriomap", "\(p.name) \(p.priority)")
             }
         }
-        if initial || r.devices != nil, path("devices") != nil {
-            try applyDevices(r.devices ?? [], extra: devices)
+        if initial || r.devices != nil {
+            // The default allow list (runc 1.1's; /dev/console is not in it) follows the container's own rules.
+            let rules = DeviceFilter.containerRules(r.devices ?? [], extra: devices)
+            let filter = try DeviceFilter(rules: rules)  // also refuses what v1 would silently ignore
+            if path("devices") != nil {
+                for rule in rules {
+                    try set("devices", rule.allow ? "devices.allow" : "devices.deny", DeviceFilter.v1Text(rule))
+                }
+            } else if let dir = paths["unified"] {
+                try filter.attach(cgroup: dir)
+            }
         }
-    }
-
-    private func applyDevices(_ rules: [Resources.DeviceRule], extra: [Spec.Device]) throws {
-        func rule(_ type: String?, _ major: Int64?, _ minor: Int64?, _ access: String?) -> String {
-            let t = type ?? "a"
-            if t == "a" && major == nil && minor == nil { return "a" }
-            return "\(t) \(major.map { String($0) } ?? "*"):\(minor.map { String($0) } ?? "*") \(access ?? "rwm")"
-        }
-        for r in rules {
-            try set("devices", r.allow ? "devices.allow" : "devices.deny", rule(r.type, r.major, r.minor, r.access))
-        }
-        for d in extra { try set("devices", "devices.allow", rule(d.type == "u" ? "c" : d.type, d.major, d.minor, "rwm")) }
-        for r in Self.defaultDeviceRules { try set("devices", "devices.allow", r) }
     }
 
     /// Every pid in the container's cgroup (from the first hierarchy that has it).

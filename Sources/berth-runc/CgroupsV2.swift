@@ -6,7 +6,7 @@ import Glibc
 /// cgroup v2: the controllers that are not on a v1 hierarchy but on the unified one (all of them on a pure v2
 /// host; on this hybrid host only hugetlb). Limits are written with runc's v1→v2 conversions; controllers are
 /// enabled in cgroup.subtree_control from the mount root down to the container's parent first.
-/// Not done on v2: device rules (runc attaches an eBPF program; berth-runc warns) and v2 stats in `events`.
+/// Device rules on v2 are an eBPF program (DeviceFilter).
 extension Cgroups {
     /// v2 names of the controllers (v1 "blkio" is v2 "io").
     static let v2Names: [String: String] = ["memory": "memory", "cpu": "cpu", "cpuset": "cpuset", "pids": "pids",
@@ -95,7 +95,7 @@ extension Cgroups {
 
     /// Applies the parts of `r` whose controllers are on the unified hierarchy only; returns those controllers.
     @discardableResult
-    func applyV2(_ r: Resources, devices: Bool) throws -> Set<String> {
+    func applyV2(_ r: Resources) throws -> Set<String> {
         guard let dir = paths["unified"] else { return [] }
         let v2 = Set(["memory", "cpu", "cpuset", "pids", "blkio", "hugetlb"].filter { v2Dir(for: $0) != nil })
         let files = try Self.v2Files(r, controllers: v2)
@@ -104,9 +104,6 @@ extension Cgroups {
         needed = needed.intersection(Self.unifiedControllers())
         try enableV2(needed.sorted(), dir: dir)
         try Self.writeV2(files, dir: dir)
-        if devices && path("devices") == nil && !v2.isEmpty {
-            Log.warn("device rules are not enforced on cgroup v2 by berth-runc (no eBPF device filter)")
-        }
         return v2
     }
 

@@ -153,7 +153,7 @@ enum Info {
             if let w = try i64("blkio-weight") { r.blockIO = Resources.BlockIO(weight: UInt16(clamping: w)) }
         }
         guard record.status(root: globals.root) != "stopped" else { throw RuncError("container not running") }
-        try record.cgroups.apply(r, initial: false)
+        try record.cgroups.apply(r, devices: record.config.linux?.devices ?? [], initial: false)
         var current = record.config.linux?.resources ?? Resources()
         if r.memory != nil { current.memory = r.memory }
         if r.cpu != nil { current.cpu = r.cpu }
@@ -206,22 +206,49 @@ enum Info {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
+    /// One stats event, in runc's JSON shape: from the v1 cpuacct/memory/pids files, or, where cpuacct is not on a v1
+    /// hierarchy (a pure v2 host), from the v2 cpu.stat, memory.* and pids.* files as runc's fs2 manager reads them.
     static func stats(_ r: ContainerRecord) -> String {
         let cg = r.cgroups
-        func num(_ c: String, _ file: String) -> UInt64 { UInt64(cg.read(c, file) ?? "") ?? 0 }
-        let percpu = (cg.read("cpuacct", "cpuacct.usage_percpu") ?? "").split(separator: " ").compactMap { UInt64($0) }
-        var user: UInt64 = 0, system: UInt64 = 0
-        for line in (cg.read("cpuacct", "cpuacct.stat") ?? "").split(separator: "\n") {
-            let p = line.split(separator: " ")
-            guard p.count == 2, let v = UInt64(p[1]) else { continue }
-            // USER_HZ ticks to nanoseconds.
-            if p[0] == "user" { user = v * 10_000_000 } else if p[0] == "system" { system = v * 10_000_000 }
+        var usage = (total: UInt64(0), percpu: [UInt64](), kernel: UInt64(0), user: UInt64(0))
+        var mem = (limit: UInt64(0), usage: UInt64(0), max: UInt64(0), failcnt: UInt64(0))
+        var pids = (current: UInt64(0), limit: UInt64(0))
+        func keyed(_ text: String?) -> [Substring: UInt64] {
+            var m: [Substring: UInt64] = [:]
+            for line in (text ?? "").split(separator: "\n") {
+                let p = line.split(separator: " ")
+                if p.count == 2, let v = UInt64(p[1]) { m[p[0]] = v }
+            }
+            return m
         }
-        let cpu = "{\"usage\":{\"total\":\(num("cpuacct", "cpuacct.usage")),\"percpu\":[\(percpu.map(String.init).joined(separator: ","))],\"kernel\":\(system),\"user\":\(user)},\"throttling\":{}}"
-        let memory = "{\"usage\":{\"limit\":\(num("memory", "memory.limit_in_bytes")),\"usage\":\(num("memory", "memory.usage_in_bytes")),\"max\":\(num("memory", "memory.max_usage_in_bytes")),\"failcnt\":\(num("memory", "memory.failcnt"))}}"
-        let pidsLimit = cg.read("pids", "pids.max").flatMap { UInt64($0) } ?? 0
-        let pids = "{\"current\":\(num("pids", "pids.current")),\"limit\":\(pidsLimit)}"
-        return "{\"type\":\"stats\",\"id\":\(jsonString(r.id)),\"data\":{\"cpu\":\(cpu),\"memory\":\(memory),\"pids\":\(pids),\"blkio\":{},\"hugetlb\":{}}}"
+        if cg.path("cpuacct") == nil, let dir = cg.paths["unified"] {
+            func file(_ name: String) -> String? { readFile(dir + "/" + name)?.trimmed }
+            func num(_ name: String, max: UInt64) -> UInt64 { file(name).map { $0 == "max" ? max : UInt64($0) ?? 0 } ?? 0 }
+            let cpu = keyed(file("cpu.stat"))
+            usage.total = (cpu["usage_usec"] ?? 0) * 1000
+            usage.user = (cpu["user_usec"] ?? 0) * 1000
+            usage.kernel = (cpu["system_usec"] ?? 0) * 1000
+            mem.usage = num("memory.current", max: 0)
+            mem.limit = num("memory.max", max: UInt64.max)
+            mem.max = num("memory.peak", max: 0)
+            mem.failcnt = keyed(file("memory.events"))["max"] ?? 0
+            pids.current = num("pids.current", max: 0)
+            pids.limit = num("pids.max", max: 0)
+        } else {
+            func num(_ c: String, _ file: String) -> UInt64 { UInt64(cg.read(c, file) ?? "") ?? 0 }
+            usage.total = num("cpuacct", "cpuacct.usage")
+            usage.percpu = (cg.read("cpuacct", "cpuacct.usage_percpu") ?? "").split(separator: " ").compactMap { UInt64($0) }
+            let ticks = keyed(cg.read("cpuacct", "cpuacct.stat"))
+            usage.user = (ticks["user"] ?? 0) * 10_000_000  // USER_HZ ticks to nanoseconds
+            usage.kernel = (ticks["system"] ?? 0) * 10_000_000
+            mem = (num("memory", "memory.limit_in_bytes"), num("memory", "memory.usage_in_bytes"),
+                   num("memory", "memory.max_usage_in_bytes"), num("memory", "memory.failcnt"))
+            pids = (num("pids", "pids.current"), cg.read("pids", "pids.max").flatMap { UInt64($0) } ?? 0)
+        }
+        let cpu = "{\"usage\":{\"total\":\(usage.total),\"percpu\":[\(usage.percpu.map(String.init).joined(separator: ","))],\"kernel\":\(usage.kernel),\"user\":\(usage.user)},\"throttling\":{}}"
+        let memory = "{\"usage\":{\"limit\":\(mem.limit),\"usage\":\(mem.usage),\"max\":\(mem.max),\"failcnt\":\(mem.failcnt)}}"
+        let pidsJSON = "{\"current\":\(pids.current),\"limit\":\(pids.limit)}"
+        return "{\"type\":\"stats\",\"id\":\(jsonString(r.id)),\"data\":{\"cpu\":\(cpu),\"memory\":\(memory),\"pids\":\(pidsJSON),\"blkio\":{},\"hugetlb\":{}}}"
     }
 }
 
@@ -234,7 +261,7 @@ final class OOMWatch {
     private var lastKills: UInt64 = 0
 
     init(_ cg: Cgroups) {
-        guard let dir = cg.path("memory") else { return }
+        guard let dir = cg.path("memory") ?? cg.paths["unified"] else { return }
         if access(dir + "/memory.oom_control", F_OK) == 0 {
             let e = brc_eventfd()
             let c = open(dir + "/memory.oom_control", O_RDONLY | O_CLOEXEC)

@@ -5,6 +5,7 @@ import Testing
 
 /// cgroup v2. This host is hybrid (v1 controllers; the v2 `unified` mount offers only hugetlb), so the v2 writes
 /// for memory/cpu/pids/io are checked against a temporary directory, and hugetlb for real on the unified mount.
+/// Device filters and stats run for real, beside runc, in a mount namespace that looks like a pure v2 host.
 @Suite(.serialized)
 struct CgroupV2Tests {
     static let files = ["memory.max", "memory.low", "memory.swap.max", "cpu.weight", "cpu.max", "cpu.idle", "cpuset.cpus",
@@ -91,6 +92,86 @@ struct CgroupV2Tests {
             let rid = try b.prepare("huge")
             let r = try b.runc("create", "--bundle", b.dir, rid)
             #expect(r.status != 0 && r.stderr.contains("hugetlb"), "\(r.stderr)")
+        }
+    }
+
+    /// Runs `script` ("$1" runtime, "$2" its --root, "$3" bundle, "$4" id) in a mount namespace whose
+    /// /sys/fs/cgroup is a cgroup2 mount alone: what a pure v2 host looks like to both runtimes (runc detects it
+    /// by statfs, berth-runc by mountinfo). The unified hierarchy here offers only hugetlb; cpu.stat and device
+    /// filters need no controller.
+    func inPureV2(_ rt: Runtime, _ b: TestBundle, id: String, _ script: String) throws -> CommandResult {
+        try execute("/usr/bin/unshare", ["-m", "--propagation", "private", "/bin/sh", "-c",
+                                         "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && " + script,
+                                         "sh", rt.path, rt.root, b.dir, id])
+    }
+
+    @Test func deviceRulesOnAPureV2Host() throws {
+        guard let m = DeviceFilterTests.freeMajor else { return }
+        let script = """
+            rm -f /tmp/a /tmp/b /tmp/c /tmp/d
+            mknod /tmp/a c \(m) 1 && mknod /tmp/b c \(m) 2 && mknod /tmp/c c \(m + 1) 1 || exit 3
+            for f in a b c; do for op in r w; do
+              if [ $op = r ]; then (exec 3</tmp/$f) 2>/tmp/err; else (exec 3>/tmp/$f) 2>/tmp/err; fi \
+                && echo "$op $f ok" || echo "$op $f $(sed 's/.*: //' /tmp/err)"
+            done; done
+            mknod /tmp/d b \(m) 1 2>/tmp/err && echo "mb ok" || echo "mb $(sed 's/.*: //' /tmp/err)"
+            """
+        try withBundle(["sh", "-c", script]) { b in
+            for applet in ["mknod", "rm"] {
+                try FileManager.default.createSymbolicLink(atPath: b.dir + "/rootfs/bin/" + applet, withDestinationPath: "busybox")
+            }
+            var p = b.process
+            p["capabilities"] = ["bounding": ["CAP_MKNOD"], "effective": ["CAP_MKNOD"], "permitted": ["CAP_MKNOD"]]
+            b.process = p
+            var linux = b.linux
+            var res = linux["resources"] as? [String: Any] ?? [:]
+            b.config["root"] = ["path": "rootfs", "readonly": false]
+            let rules: [[String: Any]] = [["allow": false, "access": "rwm"],
+                                          ["allow": true, "type": "c", "major": m, "minor": 1, "access": "r"],
+                                          ["allow": true, "type": "c", "major": m + 1, "access": "rw"],
+                                          ["allow": false, "type": "c", "major": m + 1, "minor": 1, "access": "m"]]
+            func run(_ rt: Runtime, _ rules: [[String: Any]]) throws -> CommandResult {
+                var linux = b.linux
+                var res = linux["resources"] as? [String: Any] ?? [:]
+                res["devices"] = rules
+                linux["resources"] = res
+                b.linux = linux
+                let id = try b.prepare("dev2")
+                return try inPureV2(rt, b, id: id, "exec \"$1\" --root \"$2\" run --bundle \"$3\" \"$4\"")
+            }
+            var outputs: [String] = []
+            for rt in b.runtimes {
+                let r = try run(rt, rules)
+                #expect(r.status == 0, "\(rt): \(r.stderr)")
+                outputs.append(r.stdout)
+                // A deny that would narrow the wildcard (v1 ignores it) is refused.
+                let bad = try run(rt, rules + [["allow": false, "type": "c", "major": m + 1, "minor": 1, "access": "w"]])
+                #expect(bad.status != 0 && bad.stderr.contains("cannot punch hole in existing wildcard rule"), "\(rt): \(bad.stderr)")
+            }
+            let enxio = "No such device or address", eperm = "Operation not permitted"
+            let want = ["r a \(enxio)", "w a \(eperm)", "r b \(eperm)", "w b \(eperm)", "r c \(enxio)", "w c \(enxio)", "mb ok"]
+            #expect(outputs[0].split(separator: "\n").map(String.init) == want, "runc: \(outputs[0])")
+            #expect(outputs[1] == outputs[0], "berth-runc: \(outputs[1])")
+        }
+    }
+
+    @Test func statsOnAPureV2Host() throws {
+        try withBundle(["sh", "-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; sleep 30"]) { b in
+            for rt in b.runtimes {
+                let id = try b.prepare("st2")
+                let r = try inPureV2(rt, b, id: id, """
+                    "$1" --root "$2" create --bundle "$3" "$4" >/dev/null && "$1" --root "$2" start "$4" && sleep 1 &&
+                    "$1" --root "$2" events --stats "$4"; s=$?; "$1" --root "$2" delete --force "$4"; exit $s
+                    """)
+                #expect(r.status == 0, "\(rt): \(r.stderr)")
+                let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+                let data = obj?["data"] as? [String: Any]
+                let usage = (data?["cpu"] as? [String: Any])?["usage"] as? [String: Any]
+                let total = (usage?["total"] as? NSNumber)?.uint64Value ?? 0
+                let user = (usage?["user"] as? NSNumber)?.uint64Value ?? 0
+                #expect(obj?["type"] as? String == "stats", "\(rt): \(r.stdout)")
+                #expect(total > 10_000_000 && user > 0, "\(rt): cpu usage \(total) ns, user \(user): \(r.stdout)")
+            }
         }
     }
 }

@@ -150,5 +150,8 @@ int brc_memfd(const char *name);
 int brc_seal_readonly(int fd);
 /* Forwards common signals received by this process to `pid` (foreground run/exec). */
 void brc_forward_signals(pid_t pid);
+/* Loads `count` eBPF instructions as a cgroup device program and attaches it to the cgroup v2 directory fd,
+ * detaching the programs attached there before; the verifier's log goes to `log`. 0 or -errno. */
+int brc_devices_filter_attach(int cgroup_fd, const void *insns, uint32_t count, char *log, uint32_t log_size);
 
 #endif
