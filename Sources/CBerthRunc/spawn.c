@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -97,6 +98,29 @@ static int join_session_keyring(const char *name) {
     return 0;
 }
 
+/* struct sched_attr of sched_setattr(2) (glibc has no wrapper and no declaration). */
+struct brc_sched_attr {
+    uint32_t size, sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+};
+
+static int set_scheduler(const struct brc_plan *p) {
+    struct brc_sched_attr a;
+    memset(&a, 0, sizeof(a));
+    a.size = sizeof(a);
+    a.sched_policy = p->sched_policy;
+    a.sched_flags = p->sched_flags;
+    a.sched_nice = p->sched_nice;
+    a.sched_priority = p->sched_priority;
+    a.sched_runtime = p->sched_runtime;
+    a.sched_deadline = p->sched_deadline;
+    a.sched_period = p->sched_period;
+    return syscall(SYS_sched_setattr, 0, &a, 0) < 0 ? -errno : 0;
+}
+
 /* Opens a pty inside the container, sends the master to the console socket, makes the slave our stdio. */
 static int setup_terminal(const struct brc_plan *p) {
     brc_set_ctx("terminal", "/dev/ptmx");
@@ -108,6 +132,10 @@ static int setup_terminal(const struct brc_plan *p) {
     snprintf(name, sizeof(name), "/dev/pts/%d", n);
     int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (slave < 0) return -errno;
+    if (p->console_rows || p->console_cols) {
+        struct winsize ws = { p->console_rows, p->console_cols, 0, 0 };
+        if (ioctl(master, TIOCSWINSZ, &ws) < 0) return -errno;
+    }
     if (p->console_fd >= 0) {
         struct msghdr msg;
         char cbuf[CMSG_SPACE(sizeof(int))];
@@ -264,6 +292,10 @@ static int stage2(void *arg) {
         struct rlimit rl = { (rlim_t)p->rlimits[i].soft, (rlim_t)p->rlimits[i].hard };
         if (setrlimit(p->rlimits[i].resource, &rl) < 0) fail(s, errno, "setrlimit");
     }
+    if (p->personality >= 0 && personality((unsigned long)p->personality) < 0) fail(s, errno, "personality");
+    if (p->ioprio >= 0 && syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, p->ioprio) < 0)
+        fail(s, errno, "set io priority");
+    if (p->set_sched && (r = set_scheduler(p)) < 0) fail(s, -r, "set scheduler");
     if (p->terminal && (r = setup_terminal(p)) < 0) fail(s, -r, brc_errctx);
     char exe[4096];
     if ((r = find_exec(p, exe, sizeof(exe))) < 0) {

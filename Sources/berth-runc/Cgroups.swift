@@ -79,23 +79,25 @@ struct Cgroups: Codable, Sendable {
         }
     }
 
+    /// Creates `dir` and any missing parents; usually only the leaf is new, so it is tried first.
     private func mkdirs(_ dir: String, cpuset: Bool) throws {
-        var current = ""
-        for comp in dir.split(separator: "/") {
-            let parent = current.isEmpty ? "/" : current
-            current += "/" + comp
-            if mkdir(current, 0o755) != 0 {
+        let parent = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])
+        if mkdir(dir, 0o755) != 0 {
+            let e = errno
+            if e == EEXIST { return }
+            guard e == ENOENT, !parent.isEmpty else { throw RuncError.sys("mkdir \(dir)", e) }
+            try mkdirs(parent, cpuset: cpuset)
+            if mkdir(dir, 0o755) != 0 {
                 let e = errno
-                if e != EEXIST { throw RuncError.sys("mkdir \(current)", e) }
-                continue
+                if e == EEXIST { return }
+                throw RuncError.sys("mkdir \(dir)", e)
             }
-            if cpuset {
-                for f in ["cpuset.cpus", "cpuset.mems"] {
-                    let mine = (readFile(current + "/" + f) ?? "").trimmed
-                    if mine.isEmpty, let theirs = readFile(parent + "/" + f) {
-                        _ = writeFile(current + "/" + f, theirs)
-                    }
-                }
+        }
+        guard cpuset else { return }
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            let mine = (readFile(dir + "/" + f) ?? "").trimmed
+            if mine.isEmpty, let theirs = readFile(parent + "/" + f) {
+                _ = writeFile(dir + "/" + f, theirs)
             }
         }
     }

@@ -44,7 +44,7 @@ struct Exec {
         }
         plan.join_fds = CMem.array(joins)
         plan.njoin = Int32(joins.count)
-        try fillProcess(&plan, process, seccomp: record.config.linux?.seccomp)
+        try fillProcess(&plan, process, seccomp: record.config.linux?.seccomp, personality: record.config.linux?.personality)
         plan.console_fd = relay[1] >= 0 ? relay[1] : try connectConsole(f.value("console-socket"))
         plan.preserve_fds = Int32(f.value("preserve-fds") ?? "0") ?? 0
         if record.noNewKeyring != true { plan.session_keyring = CMem.str("_ses." + id) }

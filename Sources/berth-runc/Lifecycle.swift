@@ -155,7 +155,7 @@ struct Lifecycle {
         plan.sysctl_paths = UnsafePointer(CMem.strings(sysctl.map { "/proc/sys/" + $0.key.replacing(".", with: "/") }))
         plan.sysctl_values = UnsafePointer(CMem.strings(sysctl.map(\.value)))
         plan.nsysctl = Int32(sysctl.count)
-        try fillProcess(&plan, process, seccomp: spec.linux?.seccomp)
+        try fillProcess(&plan, process, seccomp: spec.linux?.seccomp, personality: spec.linux?.personality)
         if o.relayConsole >= 0 {
             plan.console_fd = process.terminal == true ? fcntl(o.relayConsole, F_DUPFD_CLOEXEC, 0) : -1
         } else {

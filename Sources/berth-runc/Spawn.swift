@@ -4,8 +4,10 @@ import FoundationEssentials
 import Glibc
 #endif
 
-/// Fills the process part of a plan (identity, caps, rlimits, seccomp, terminal) from an OCI process.
-func fillProcess(_ plan: inout brc_plan, _ process: Spec.Process, seccomp: Spec.Seccomp?) throws {
+/// Fills the process part of a plan (identity, caps, rlimits, scheduling, seccomp, terminal) from an OCI process
+/// and the container's linux.seccomp and linux.personality.
+func fillProcess(_ plan: inout brc_plan, _ process: Spec.Process, seccomp: Spec.Seccomp?,
+                 personality: Spec.Personality?) throws {
     guard let args = process.args, !args.isEmpty else { throw RuncError("args must not be empty") }
     var env = process.env ?? []
     if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=/") }
@@ -53,6 +55,59 @@ func fillProcess(_ plan: inout brc_plan, _ process: Spec.Process, seccomp: Spec.
         plan.seccomp_flags = flags
     }
     plan.terminal = process.terminal == true ? 1 : 0
+    if let size = process.consoleSize {
+        plan.console_rows = UInt16(clamping: size.height)
+        plan.console_cols = UInt16(clamping: size.width)
+    }
+    try fillScheduling(&plan, process, personality: personality)
+}
+
+/// personality(2), ioprio_set(2) and sched_setattr(2) values, checked here so a bad config fails before clone.
+func fillScheduling(_ plan: inout brc_plan, _ process: Spec.Process, personality: Spec.Personality?) throws {
+    if let p = personality {
+        switch p.domain {
+        case "LINUX": plan.personality = 0x0000
+        case "LINUX32": plan.personality = 0x0008  // PER_LINUX32
+        default: throw RuncError("personality domain \(p.domain) is not supported (LINUX or LINUX32)")
+        }
+        if !(p.flags ?? []).isEmpty { throw RuncError("personality flags are not supported: \(p.flags ?? [])") }
+    }
+    if let io = process.ioPriority {
+        let classes = ["IOPRIO_CLASS_RT": Int32(1), "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3]
+        guard let c = classes[io.class] else { throw RuncError("invalid io priority class: \(io.class)") }
+        guard (0...7).contains(io.priority) else { throw RuncError("invalid io priority \(io.priority): must be 0-7") }
+        plan.ioprio = c << 13 | Int32(io.priority)
+    }
+    if let s = process.scheduler {
+        let policies = ["SCHED_OTHER": UInt32(0), "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_IDLE": 5,
+                        "SCHED_DEADLINE": 6]
+        guard let policy = policies[s.policy] else { throw RuncError("invalid scheduler policy: \(s.policy)") }
+        let flagBits: [String: UInt64] = ["SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
+                                          "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
+                                          "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+                                          "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40]
+        var flags: UInt64 = 0
+        for f in s.flags ?? [] {
+            guard let bit = flagBits[f] else { throw RuncError("invalid scheduler flag: \(f)") }
+            flags |= bit
+        }
+        let nice = s.nice ?? 0
+        guard (-20...19).contains(nice) else { throw RuncError("invalid scheduler nice \(nice): must be -20 to 19") }
+        let priority = s.priority ?? 0
+        let realtime = policy == 1 || policy == 2
+        guard realtime ? (1...99).contains(priority) : priority == 0 else {
+            throw RuncError("invalid scheduler priority \(priority) for \(s.policy)")
+        }
+        if policy == 6 && (s.runtime ?? 0) == 0 { throw RuncError("SCHED_DEADLINE needs a runtime") }
+        plan.set_sched = 1
+        plan.sched_policy = policy
+        plan.sched_nice = nice
+        plan.sched_priority = UInt32(priority)
+        plan.sched_flags = flags
+        plan.sched_runtime = s.runtime ?? 0
+        plan.sched_deadline = s.deadline ?? 0
+        plan.sched_period = s.period ?? 0
+    }
 }
 
 /// A blank plan (all fds -1).
@@ -63,6 +118,8 @@ func emptyPlan() -> brc_plan {
     p.fifo_fd = -1
     p.sync_fd = -1
     p.umask = -1
+    p.personality = -1
+    p.ioprio = -1
     p.stdio_fds = (-1, -1, -1)
     return p
 }

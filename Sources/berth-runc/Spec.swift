@@ -26,6 +26,28 @@ struct Spec: Codable, Sendable {
         var apparmorProfile: String?
         var oomScoreAdj: Int?
         var selinuxLabel: String?
+        var scheduler: Scheduler?
+        var ioPriority: IOPriority?
+    }
+    /// process.scheduler: sched_setattr(2) fields.
+    struct Scheduler: Codable, Sendable {
+        var policy: String
+        var nice: Int32?
+        var priority: Int32?
+        var flags: [String]?
+        var runtime: UInt64?
+        var deadline: UInt64?
+        var period: UInt64?
+    }
+    /// process.ioPriority: class IOPRIO_CLASS_RT/BE/IDLE and a level 0-7.
+    struct IOPriority: Codable, Sendable {
+        var `class`: String
+        var priority: Int
+    }
+    /// linux.personality: execution domain LINUX or LINUX32.
+    struct Personality: Codable, Sendable {
+        var domain: String
+        var flags: [String]?
     }
     struct ConsoleSize: Codable, Sendable { var height: UInt; var width: UInt }
     struct User: Codable, Sendable {
@@ -91,6 +113,7 @@ struct Spec: Codable, Sendable {
         var readonlyPaths: [String]?
         var mountLabel: String?
         var timeOffsets: [String: TimeOffset]?
+        var personality: Personality?
     }
     /// linux.timeOffsets entry ("monotonic", "boottime") for a new time namespace.
     struct TimeOffset: Codable, Sendable { var secs: Int64?; var nanosecs: UInt32? }

@@ -96,6 +96,37 @@ struct ProcessTests {
         }
     }
 
+    /// process.scheduler, process.ioPriority and linux.personality (OCI 1.2), read back from /proc and ionice.
+    /// Debian's runc 1.1.5 predates all three (runc 1.2 added them) and ignores them: it only has to run the bundle.
+    @Test func schedulerIOPriorityAndPersonality() throws {
+        let script = """
+            read -r l < /proc/self/stat; set -- $l; echo "nice=${19} policy=${41}"
+            ionice -p $$; read -r p < /proc/self/personality; echo "personality=$p"
+            """
+        try withBundle(["sh", "-c", script]) { b in
+            try FileManager.default.createSymbolicLink(atPath: b.dir + "/rootfs/bin/ionice", withDestinationPath: "busybox")
+            b.process["scheduler"] = ["policy": "SCHED_BATCH", "nice": 7]
+            b.process["ioPriority"] = ["class": "IOPRIO_CLASS_BE", "priority": 6]
+            var linux = b.linux
+            linux["personality"] = ["domain": "LINUX32"]
+            b.linux = linux
+            let (r, o) = try b.runBoth()
+            #expect(o.status == 0, "\(o.stderr)")
+            #expect(o.stdout == "nice=7 policy=3\nbest-effort: prio 6\npersonality=00000008\n", "\(o.stdout)")
+            #expect(r.status == 0, "runc: \(r.stderr)")
+            for (key, value) in [("scheduler", ["policy": "SCHED_FIFO", "priority": 0] as [String: Any]),
+                                 ("ioPriority", ["class": "IOPRIO_CLASS_XX", "priority": 1])] {
+                var p = b.process
+                p["scheduler"] = nil
+                p["ioPriority"] = nil
+                p[key] = value
+                b.process = p
+                let bad = try b.run(b.berth)
+                #expect(bad.status != 0 && bad.stderr.contains("invalid"), "\(key): \(bad.stderr)")
+            }
+        }
+    }
+
     @Test func seccompDeniesLikeRunc() throws {
         try withBundle(["sh", "-c", "mkdir /tmp/x && echo made; touch /tmp/f && echo touched; true"]) { b in
             var linux = b.linux

@@ -2,7 +2,8 @@ import CBerthRunc
 import Foundation
 import Testing
 
-/// `terminal: true` with --console-socket: the runtime sends the pty master over the socket (SCM_RIGHTS).
+/// `terminal: true` with --console-socket: the runtime sends the pty master over the socket (SCM_RIGHTS), sized
+/// as process.consoleSize says.
 @Suite(.serialized)
 struct TerminalTests {
     /// Listens on a unix socket, returns the listening fd.
@@ -37,8 +38,10 @@ struct TerminalTests {
     }
 
     @Test func consoleSocketReceivesPtyMaster() throws {
-        try withBundle(["sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo interactive; echo END"]) { b in
+        try withBundle(["sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo interactive; stty size; echo END"]) { b in
+            try FileManager.default.createSymbolicLink(atPath: b.dir + "/rootfs/bin/stty", withDestinationPath: "busybox")
             b.process["terminal"] = true
+            b.process["consoleSize"] = ["height": 31, "width": 97]
             var outputs: [String] = []
             for rt in b.runtimes {
                 let sockPath = b.dir + "/console-\(outputs.count).sock"
@@ -63,6 +66,7 @@ struct TerminalTests {
             if outputs.count == 2 {
                 #expect(outputs[0] == outputs[1])
                 #expect(outputs[1].contains("/dev/pts/0") && outputs[1].contains("interactive"))
+                #expect(outputs[1].contains("31 97"), "process.consoleSize: \(outputs[1])")
             }
         }
     }

@@ -87,6 +87,12 @@ struct brc_plan {
     uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
     int no_new_privs;
     int set_oom_score_adj; int oom_score_adj;
+    int personality;           /* personality(2) persona (linux.personality), -1: leave */
+    int ioprio;                /* ioprio_set(2) value, class << 13 | level (process.ioPriority), -1: leave */
+    int set_sched;             /* process.scheduler: sched_setattr(2) with the fields below */
+    uint32_t sched_policy; int32_t sched_nice; uint32_t sched_priority;
+    uint64_t sched_flags, sched_runtime, sched_deadline, sched_period;
+    unsigned short console_rows, console_cols;  /* process.consoleSize of a new pty; 0: leave */
     const void *seccomp_filter; int seccomp_len;   /* struct sock_filter[], 0 = none */
     unsigned int seccomp_flags;
     int seccomp_notify;        /* the filter has SCMP_ACT_NOTIFY rules: load it with a new listener before READY
