@@ -155,13 +155,17 @@ struct CgroupV2Tests {
         }
     }
 
-    @Test func statsOnAPureV2Host() throws {
+    /// events --stats from cpu.stat, and pause/resume through cgroup.freeze.
+    @Test func statsAndFreezerOnAPureV2Host() throws {
         try withBundle(["sh", "-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; sleep 30"]) { b in
             for rt in b.runtimes {
                 let id = try b.prepare("st2")
                 let r = try inPureV2(rt, b, id: id, """
                     "$1" --root "$2" create --bundle "$3" "$4" >/dev/null && "$1" --root "$2" start "$4" && sleep 1 &&
-                    "$1" --root "$2" events --stats "$4"; s=$?; "$1" --root "$2" delete --force "$4"; exit $s
+                    "$1" --root "$2" events --stats "$4" && "$1" --root "$2" pause "$4" &&
+                    "$1" --root "$2" state "$4" | grep -q '"paused"' && grep -q 'frozen 1' "/sys/fs/cgroup/brt/$4/cgroup.events" &&
+                    "$1" --root "$2" resume "$4" && "$1" --root "$2" state "$4" | grep -q '"running"'
+                    s=$?; "$1" --root "$2" delete --force "$4"; exit $s
                     """)
                 #expect(r.status == 0, "\(rt): \(r.stderr)")
                 let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
