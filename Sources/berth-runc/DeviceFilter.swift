@@ -6,7 +6,7 @@ import CBerthRunc
 /// Device rules on cgroup v2, where there is no devices.allow/devices.deny: the rules are replayed through an
 /// emulation of the v1 devices controller (so a rule list means the same on v1 and v2, as in runc), and the
 /// resulting state is compiled into a BPF_PROG_TYPE_CGROUP_DEVICE program attached to the container's cgroup.
-struct DeviceFilter: Equatable {
+struct DeviceFilter {
     /// One v1 exception entry: type 'c' or 'b', major/minor (nil: any), access bits (m=1, r=2, w=4 as the kernel's
     /// BPF_DEVCG_ACC_*).
     struct Entry: Equatable {
@@ -111,13 +111,8 @@ struct DeviceFilter: Equatable {
         }
     }
 
-    init(defaultAllow: Bool, entries: [Entry]) {
-        self.defaultAllow = defaultAllow
-        self.entries = entries
-    }
-
-    /// What the v1 controller would answer for one access (`access` one or more bits): the reference the BPF
-    /// program is tested against.
+    /// What the v1 controller answers for one access (`access` one or more bits), evaluated on the state: the
+    /// model the tests hold against the kernel's v1 answers and the BPF program's.
     func allows(type: Character, major: UInt32, minor: UInt32, access: UInt32) -> Bool {
         func matches(_ e: Entry) -> Bool {
             e.type == type && (e.major.map { UInt32(truncatingIfNeeded: $0) == major } ?? true)
