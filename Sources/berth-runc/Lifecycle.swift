@@ -50,6 +50,9 @@ struct Lifecycle {
         if let label = spec.linux?.mountLabel, !label.isEmpty {
             Log.warn("mountLabel \(label) ignored: SELinux is not enabled on this host")
         }
+        let unsupported = [("linux.intelRdt", spec.linux?.intelRdt != nil), ("linux.netDevices", spec.linux?.netDevices != nil),
+                           ("linux.resources.rdma", spec.linux?.resources?.rdma != nil)]
+        if let (field, _) = unsupported.first(where: { $0.1 }) { throw RuncError("\(field) is not supported by berth-runc") }
         if mkdir(globals.root, 0o700) != 0 && errno != EEXIST { throw RuncError.sys("mkdir \(globals.root)", errno) }
         let dir = ContainerRecord.directory(root: globals.root, id: id)
         if mkdir(dir, 0o711) != 0 {

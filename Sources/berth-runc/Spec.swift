@@ -114,6 +114,17 @@ struct Spec: Codable, Sendable {
         var mountLabel: String?
         var timeOffsets: [String: TimeOffset]?
         var personality: Personality?
+        var intelRdt: Unsupported?
+        var netDevices: Unsupported?
+    }
+    /// A spec field berth-runc cannot honour: only its presence is kept, so create can refuse it by name instead
+    /// of running a container without it.
+    struct Unsupported: Codable, Sendable {
+        init(from decoder: any Decoder) throws {}
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.singleValueContainer()
+            try c.encodeNil()
+        }
     }
     /// linux.timeOffsets entry ("monotonic", "boottime") for a new time namespace.
     struct TimeOffset: Codable, Sendable { var secs: Int64?; var nanosecs: UInt32? }
@@ -145,6 +156,7 @@ struct Resources: Codable, Sendable {
     var hugepageLimits: [Hugepage]?
     var network: Network?
     var unified: [String: String]?
+    var rdma: Spec.Unsupported?
 
     struct DeviceRule: Codable, Sendable {
         var allow: Bool

@@ -127,6 +127,29 @@ struct ProcessTests {
         }
     }
 
+    /// Spec fields berth-runc cannot honour are refused by name, not dropped.
+    @Test func unsupportedSpecFieldsAreRefused() throws {
+        try withBundle(["true"]) { b in
+            let base = b.linux
+            for (field, value) in [("intelRdt", ["closID": "x"]), ("netDevices", ["eth9": [:] as [String: Any]])] as [(String, Any)] {
+                var linux = base
+                linux[field] = value
+                b.linux = linux
+                let r = try b.run(b.berth)
+                #expect(r.status != 0 && r.stderr.contains("linux.\(field) is not supported"), "\(field): \(r.stderr)")
+            }
+            var linux = base
+            var res = linux["resources"] as? [String: Any] ?? [:]
+            res["rdma"] = ["mlx5_0": ["hcaHandles": 3]]
+            linux["resources"] = res
+            b.linux = linux
+            let r = try b.run(b.berth)
+            #expect(r.status != 0 && r.stderr.contains("linux.resources.rdma is not supported"), "\(r.stderr)")
+            b.linux = base
+            #expect(try b.run(b.berth).status == 0)
+        }
+    }
+
     @Test func seccompDeniesLikeRunc() throws {
         try withBundle(["sh", "-c", "mkdir /tmp/x && echo made; touch /tmp/f && echo touched; true"]) { b in
             var linux = b.linux
