@@ -9,8 +9,7 @@ import Testing
     /// `alias.invalid` resolves nowhere; only its hosts.toml under the transferrer's config path leads to the
     /// test registry, so the pull succeeds only if that directory is used.
     @Test func pullUsesTheTransferrersConfigPathWhenTheClientGivesNone() async throws {
-        let fixture = try await PullFixture.start()
-        do {
+        try await PullFixture.with { fixture in
             let layout = try await fixture.push(.oci, name: "test/aliased")
             let hosts = fixture.dir + "/hosts"
             try FileManager.default.createDirectory(atPath: hosts + "/alias.invalid", withIntermediateDirectories: true)
@@ -28,10 +27,6 @@ import Testing
             }
             #expect(record.name == "alias.invalid/test/aliased:latest")
             #expect(record.target.digest == layout.descriptor.digest)
-        } catch {
-            await fixture.stop()
-            throw error
         }
-        await fixture.stop()
     }
 }

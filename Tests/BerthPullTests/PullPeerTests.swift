@@ -21,9 +21,9 @@ final class AskedHosts: @unchecked Sendable {
     /// Two pulls of one image at once, through a slowed proxy so they overlap: each blob and manifest is fetched
     /// from the registry once, both succeed, and both leave the same image.
     @Test func concurrentPullsDownloadEachBlobOnce() async throws {
-        let fixture = try await PullFixture.start()
-        let proxy = try TestProxy(upstreamPort: fixture.registry.port, throttle: 20_000)
-        do {
+        try await PullFixture.with { fixture in
+            let proxy = try TestProxy(upstreamPort: fixture.registry.port, throttle: 20_000)
+            defer { proxy.stop() }
             let layout = try await fixture.push(.multiLayer, name: "test/twice")
             let (first, second) = (ProgressLog(), ProgressLog())
             async let a = fixture.pull("test/twice", log: first, host: proxy.host)
@@ -44,21 +44,15 @@ final class AskedHosts: @unchecked Sendable {
                 let done = Set(log.names(TransferProgress.Event.complete) + log.names(TransferProgress.Event.alreadyExists))
                 #expect(done.isSuperset(of: layout.layers.map { "layer-\($0.digest)" }))
             }
-        } catch {
-            proxy.stop()
-            await fixture.stop()
-            throw error
         }
-        proxy.stop()
-        await fixture.stop()
     }
 
     /// The registry goes away in the middle of a layer: the pull fails and keeps the ingest; the next pull resumes
     /// it with a Range request from where the first stopped, and succeeds.
     @Test func resumesAfterADroppedPull() async throws {
-        let fixture = try await PullFixture.start()
-        let proxy = try TestProxy(upstreamPort: fixture.registry.port)
-        do {
+        try await PullFixture.with { fixture in
+            let proxy = try TestProxy(upstreamPort: fixture.registry.port)
+            defer { proxy.stop() }
             let layout = try await fixture.push(.oci, name: "test/resume")
             let layer = layout.layers[0]
             proxy.cut(layer.digest.description, after: Int(layer.size / 2), thenRefuse: true)
@@ -75,19 +69,12 @@ final class AskedHosts: @unchecked Sendable {
             let resumedAt = try #require(ranged.last.flatMap { $0.split(separator: "=").last }.flatMap { Int64($0.dropLast()) })
             #expect(resumedAt == partial.offset, "\(ranged)")
             try await expectPulled(fixture, layout, repository: "test/resume", record: record)
-        } catch {
-            proxy.stop()
-            await fixture.stop()
-            throw error
         }
-        proxy.stop()
-        await fixture.stop()
     }
 
     /// Basic auth with credentials from the callback (asked once per host); without them the pull is refused.
     @Test func basicAuthThroughTheCallback() async throws {
-        let fixture = try await PullFixture.start(.basic)
-        do {
+        try await PullFixture.with(.basic) { fixture in
             let layout = try await fixture.push(.oci, name: "test/basic")
             await #expect(throws: BerthError.self) { try await fixture.pull("test/basic") }
             let asked = AskedHosts()
@@ -103,17 +90,12 @@ final class AskedHosts: @unchecked Sendable {
             await #expect(throws: BerthError.self) {
                 try await fixture.pull("test/basic", store: ImageStoreSpec(name: "again"), credentials: wrong)
             }
-        } catch {
-            await fixture.stop()
-            throw error
         }
-        await fixture.stop()
     }
 
     /// Token auth: the callback's credentials go to the token server (an OAuth2 POST as the user).
     @Test func tokenAuthThroughTheCallback() async throws {
-        let fixture = try await PullFixture.start(.token)
-        do {
+        try await PullFixture.with(.token) { fixture in
             let layout = try await fixture.push(.oci, name: "test/token")
             let asked = AskedHosts()
             let credentials = CredentialSource.callback { host in
@@ -126,20 +108,16 @@ final class AskedHosts: @unchecked Sendable {
             #expect(tokenRequests.contains { $0.hasPrefix("POST \(TestRegistry.username) ") && $0.contains("repository:test/token:pull") },
                     "\(tokenRequests)")
             try await expectPulled(fixture, layout, repository: "test/token", record: record)
-        } catch {
-            await fixture.stop()
-            throw error
         }
-        await fixture.stop()
     }
 
     /// containerd 1.6's `ctr images pull` of the same image into containerd leaves the same blobs with the same
     /// labels, the same image record, and the same snapshots (keys, parents, kinds); our snapshots carry
     /// containerd's daemon-side unpacker label `containerd.io/snapshot.ref` on top.
     @Test func sameResultAsContainerd() async throws {
-        let fixture = try await PullFixture.start()
-        let containerd = try await TestContainerd.start(prefix: "berth-pull-ctd")
-        do {
+        try await PullFixture.with { fixture in
+            let containerd = try await TestContainerd.start(prefix: "berth-pull-ctd")
+            defer { containerd.stop() }
             let layout = try await fixture.push(.multiLayer, name: "test/compare")
             let reference = fixture.reference("test/compare")
             let pulled = try await containerd.ctr(["images", "pull", "--plain-http", reference])
@@ -185,12 +163,6 @@ final class AskedHosts: @unchecked Sendable {
                 mine.removeValue(forKey: "containerd.io/snapshot.ref")
                 #expect(mine == labels, "\(snapshot.name)")
             }
-        } catch {
-            containerd.stop()
-            await fixture.stop()
-            throw error
         }
-        containerd.stop()
-        await fixture.stop()
     }
 }

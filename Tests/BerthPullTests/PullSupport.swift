@@ -38,6 +38,18 @@ struct PullFixture {
         }
     }
 
+    /// Runs `body` with a fresh fixture and stops it however `body` ends (there is no async `defer`).
+    static func with(_ mode: TestRegistry.Mode = .plain, _ body: (PullFixture) async throws -> Void) async throws {
+        let fixture = try await start(mode)
+        do {
+            try await body(fixture)
+        } catch {
+            await fixture.stop()
+            throw error
+        }
+        await fixture.stop()
+    }
+
     var transferrer: LocalTransferrer {
         get throws { try #require(engine.transferrer as? LocalTransferrer) }
     }
@@ -60,6 +72,20 @@ struct PullFixture {
         let transferrer = try transferrer
         let spec = RegistrySpec(reference: reference(name, host: host), credentials: credentials)
         return try await inDefault { try await transferrer.pull(spec, into: store, progress: log.sink) }
+    }
+
+    /// Pulls `name`, which must fail with `code` and leave no lease behind.
+    func expectFailedPull(_ name: String, _ code: BerthError.Code,
+                          store: ImageStoreSpec = ImageStoreSpec(unpacks: [UnpackSpec()])) async throws {
+        var caught: BerthError?
+        do {
+            try await pull(name, store: store)
+        } catch let error as BerthError {
+            caught = error
+        }
+        #expect(caught?.code == code, "\(String(describing: caught))")
+        let leases = try await inDefault { try await engine.metadata.leases.list(.all) }
+        #expect(leases.isEmpty)
     }
 
     func stop() async {

@@ -12,9 +12,8 @@ import Testing
 @Suite(.serialized) struct PullTests {
     @Test(arguments: ["oci", "docker", "multiLayer"])
     func pullsAndUnpacks(kind: String) async throws {
-        let fixture = try await PullFixture.start()
         let imageKind: TestImages.Kind = kind == "docker" ? .docker : kind == "multiLayer" ? .multiLayer : .oci
-        do {
+        try await PullFixture.with { fixture in
             let name = "test/\(kind.lowercased())"
             let layout = try await fixture.push(imageKind, name: name)
             let log = ProgressLog()
@@ -62,16 +61,11 @@ import Testing
             #expect(Set(again.names(TransferProgress.Event.alreadyExists)).isSuperset(of: layerNames))
             #expect(again.names(TransferProgress.Event.extracting).isEmpty)
             try await expectPulled(fixture, layout, repository: name, record: second)
-        } catch {
-            await fixture.stop()
-            throw error
         }
-        await fixture.stop()
     }
 
     @Test func pullsWithoutUnpackAndIntoNative() async throws {
-        let fixture = try await PullFixture.start()
-        do {
+        try await PullFixture.with { fixture in
             let layout = try await fixture.push(.multiLayer, name: "test/plain")
             let record = try await fixture.pull("test/plain", store: ImageStoreSpec(name: "renamed:1", labels: ["a": "b"]))
             #expect(record.name == "renamed:1")
@@ -90,16 +84,11 @@ import Testing
                     #expect(!FileManager.default.fileExists(atPath: root + "/opq/old.txt"))
                 }
             }
-        } catch {
-            await fixture.stop()
-            throw error
         }
-        await fixture.stop()
     }
 
     @Test func multiPlatformChoosesTheHostOrFetchesAllMetadata() async throws {
-        let fixture = try await PullFixture.start()
-        do {
+        try await PullFixture.with { fixture in
             let layout = try await fixture.push(.multiPlatform, name: "test/multi")
             let indexBytes = try layout.blob(layout.descriptor.digest)
             let index = try JSONDecoder().decode(Index.self, from: indexBytes)
@@ -129,63 +118,30 @@ import Testing
 
             // A platform the index lacks is NotFound, and leaves no lease.
             let missing = OCIPlatform(os: "linux", architecture: "s390x")
-            await #expect(throws: BerthError.self) {
-                do {
-                    try await fixture.pull("test/multi", store: ImageStoreSpec(platforms: [missing]))
-                } catch let error as BerthError {
-                    #expect(error.code == .notFound)
-                    throw error
-                }
-            }
-            let leases = try await inDefault { try await fixture.engine.metadata.leases.list(.all) }
-            #expect(leases.isEmpty)
-        } catch {
-            await fixture.stop()
-            throw error
+            try await fixture.expectFailedPull("test/multi", .notFound, store: ImageStoreSpec(platforms: [missing]))
         }
-        await fixture.stop()
     }
 
     @Test func unknownReferenceIsNotFound() async throws {
-        let fixture = try await PullFixture.start()
-        do {
+        try await PullFixture.with { fixture in
             _ = try await fixture.push(.oci, name: "test/known")
-            var caught: BerthError?
-            do {
-                try await fixture.pull("test/unknown")
-            } catch let error as BerthError {
-                caught = error
-            }
-            #expect(caught?.code == .notFound, "\(String(describing: caught))")
-            let leases = try await inDefault { try await fixture.engine.metadata.leases.list(.all) }
-            #expect(leases.isEmpty)
+            try await fixture.expectFailedPull("test/unknown", .notFound)
             let images = try await inDefault { try await fixture.engine.metadata.images.list(.all) }
             #expect(images.isEmpty)
-        } catch {
-            await fixture.stop()
-            throw error
         }
-        await fixture.stop()
     }
 
     /// A blob whose bytes the registry serves changed (same size) fails the pull: nothing is committed for it, no
     /// snapshot or ingest is left, and the lease is gone.
     @Test func tamperedBlobCommitsNothing() async throws {
-        let fixture = try await PullFixture.start()
-        do {
+        try await PullFixture.with { fixture in
             let layout = try await fixture.push(.multiLayer, name: "test/tampered")
             let victim = layout.layers[1]
             let path = fixture.registry.blobDataPath(victim.digest.description)
             var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
             bytes[bytes.count / 2] ^= 0xff
             try bytes.write(to: URL(fileURLWithPath: path))
-            var caught: BerthError?
-            do {
-                try await fixture.pull("test/tampered")
-            } catch let error as BerthError {
-                caught = error
-            }
-            #expect(caught?.code == .failedPrecondition, "\(String(describing: caught))")
+            try await fixture.expectFailedPull("test/tampered", .failedPrecondition)
             let labels = try await contentLabels(fixture.engine)
             #expect(labels[victim.digest.description] == nil)
             let ingests = try await inDefault { try await fixture.engine.metadata.content.statuses(.all) }
@@ -194,22 +150,15 @@ import Testing
             let chain = try chainIDs(layout)
             #expect(!snapshots.contains { $0.name == chain[1].description || $0.name == chain[2].description })
             #expect(!snapshots.contains { $0.kind == .active })
-            let leases = try await inDefault { try await fixture.engine.metadata.leases.list(.all) }
-            #expect(leases.isEmpty)
             let images = try await inDefault { try await fixture.engine.metadata.images.list(.all) }
             #expect(images.isEmpty)
-        } catch {
-            await fixture.stop()
-            throw error
         }
-        await fixture.stop()
     }
 
     /// GC after a pull keeps everything (the lease is gone, the image roots it); after the image is deleted, a
     /// collection removes its blobs and snapshots.
     @Test func gcKeepsThePulledImageUntilItIsDeleted() async throws {
-        let fixture = try await PullFixture.start()
-        do {
+        try await PullFixture.with { fixture in
             let layout = try await fixture.push(.multiLayer, name: "test/gc")
             let record = try await fixture.pull("test/gc")
             let engine = fixture.engine
@@ -221,10 +170,6 @@ import Testing
             #expect(labels.isEmpty, "\(labels.keys)")
             let snapshots = try await inDefault { try await engine.snapshotter("overlayfs").walk(.all) }
             #expect(snapshots.isEmpty, "\(snapshots.map(\.name))")
-        } catch {
-            await fixture.stop()
-            throw error
         }
-        await fixture.stop()
     }
 }
