@@ -73,9 +73,12 @@ public enum LayerApplier {
         async throws(BerthError)
     {
         let extractor = try Extractor(root: root, options: options)
+        defer { extractor.close() }
         while let entry = try await tar.next() {
             do {
                 try await extractor.extract(entry, data: tar)
+            } catch where error.message.hasPrefix(options.label + ": entry ") {
+                throw error  // a writer thread's failure, already naming its entry
             } catch {
                 throw BerthError(error.code, "\(options.label): entry \"\(entry.name)\": \(error.message)")
             }
@@ -91,6 +94,10 @@ final class Extractor {
     let options: ApplyOptions
     private var unpacked = Set<String>()
     private var directoryTimes: [(path: String, seconds: Int64, nanoseconds: Int32)] = []
+    /// Writer threads for small regular files, started with the first one; `pending` holds the paths of files
+    /// queued since the last drain. No entry touches a pending path (or a path below one) before a drain.
+    private var writers: FileWriters?
+    private var pending = Set<String>()
     /// The previous entry's parent, kept open for the next entry in the same directory. It is kept only when
     /// that entry removed nothing (no whiteout, no replaced path), so resolving its components again would
     /// reach the same directory: entries only add names, and an added name is never an existing directory.
@@ -121,6 +128,12 @@ final class Extractor {
 
     deinit { lastParent?.directory.close() }
 
+    /// Stops the writer threads (after `finish`, or when the apply failed).
+    func close() {
+        writers?.close()
+        writers = nil
+    }
+
     /// The open parent directory `components`: the cached one when it is the same, else resolved (creating
     /// missing directories). The caller owns it.
     private func parentDirectory(_ components: [String]) throws(BerthError) -> RootedDirectory {
@@ -132,9 +145,55 @@ final class Extractor {
         return try fs.directory(components, create: true)
     }
 
+    /// Waits for the queued files (a no-op when none are).
+    private func drain() throws(BerthError) {
+        guard !pending.isEmpty else { return }
+        pending.removeAll(keepingCapacity: true)
+        try writers?.drain()
+    }
+
+    /// Whether the entry may run while queued files are still being written: it must be a regular file or a
+    /// directory (nothing that removes or links names) and name no pending path, nor a path below one.
+    private func mayOverlap(_ entry: TarEntry, _ components: [String], _ base: String) -> Bool {
+        guard !pending.isEmpty else { return true }
+        guard entry.type == .regular || entry.type == .directory, !base.hasPrefix(LayerApplier.whiteoutPrefix)
+        else { return false }
+        var path = ""
+        for component in components + [base] {
+            path = path.isEmpty ? component : path + "/" + component
+            if pending.contains(path) { return false }
+        }
+        return true
+    }
+
+    /// Hands a small regular file to the writer threads; false when it should stream here instead.
+    private func queueFile(_ entry: TarEntry, base: String, path: String, in parent: RootedDirectory, data: TarReader)
+        async throws(BerthError) -> Bool
+    {
+        guard entry.size <= FileWriters.maxJobBytes else { return false }
+        if writers == nil { writers = try FileWriters(count: FileWriters.defaultCount) }
+        guard let writers else { return false }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Int(entry.size))
+        while true {
+            let chunk = try await data.read()
+            if chunk.isEmpty { break }
+            bytes += chunk
+        }
+        let directory = dup(parent.fd)
+        guard directory >= 0 else { throw .internalError("dup: \(FileSystem.errnoMessage())") }
+        try writers.submit(FileJob(
+            directory: directory, name: base, entry: entry, data: bytes,
+            context: "\(options.label): entry \"\(entry.name)\""))
+        pending.insert(path)
+        unpacked.insert(path)
+        return true
+    }
+
     func extract(_ entry: TarEntry, data: TarReader) async throws(BerthError) {
         var components = RootFS.clean(entry.name)
         guard let base = components.popLast() else { return }  // the root itself: skipped, as containerd does
+        if !mayOverlap(entry, components, base) { try drain() }
         let parent = try parentDirectory(components)
         // Whether `parent` may serve the next entry: not after anything was removed in it.
         var reusable = true
@@ -142,6 +201,8 @@ final class Extractor {
             if reusable { lastParent = (components, parent) } else { parent.close() }
         }
         let path = parent.child(base)
+        // A path reached through a symlink may differ from the entry's own: check the resolved one too.
+        if pending.contains(path) { try drain() }
 
         if base.hasPrefix(LayerApplier.whiteoutPrefix) {
             reusable = false
@@ -153,6 +214,7 @@ final class Extractor {
            !(existing.st_mode & S_IFMT == S_IFDIR && entry.type == .directory)
         {
             reusable = false
+            try drain()  // a replaced directory may hold queued files
             try RootFS.removeAll(parent.fd, base, path: path)
         }
 
@@ -162,9 +224,10 @@ final class Extractor {
                 throw .internalError("mkdir: \(FileSystem.errnoMessage())")
             }
         case .regular:
+            if try await queueFile(entry, base: base, path: path, in: parent, data: data) { return }
             let fd = openat(parent.fd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw .internalError("create: \(FileSystem.errnoMessage())") }
-            defer { close(fd) }
+            defer { Glibc.close(fd) }
             while true {
                 let chunk = try await data.read()
                 if chunk.isEmpty { break }
@@ -270,6 +333,7 @@ final class Extractor {
 
     /// Sets directory times last, so creating their children does not change them.
     func finish() throws(BerthError) {
+        try drain()
         lastParent?.directory.close()
         lastParent = nil
         for (path, seconds, nanoseconds) in directoryTimes.reversed() {
