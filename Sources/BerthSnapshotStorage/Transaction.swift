@@ -27,7 +27,7 @@ public struct SnapshotTransaction {
     private func fetchRows(_ clause: String, _ arguments: StatementArguments) throws(BerthError) -> [Row] {
         try run {
             let cursor = try GRDB.Row.fetchCursor(
-                db, sql: "SELECT id, key, parent_id, kind, created_at, updated_at, size, inodes FROM snapshots \(clause)",
+                db, cachedSQL: "SELECT id, key, parent_id, kind, created_at, updated_at, size, inodes FROM snapshots \(clause)",
                 arguments: arguments)
             var rows: [Row] = []
             while let r = try cursor.next() {
@@ -54,7 +54,7 @@ public struct SnapshotTransaction {
     private func labels(_ id: Int64) throws(BerthError) -> [String: String] {
         try run {
             var labels: [String: String] = [:]
-            let cursor = try GRDB.Row.fetchCursor(db, sql: "SELECT key, value FROM snapshot_labels WHERE id = ?", arguments: [id])
+            let cursor = try GRDB.Row.fetchCursor(db, cachedSQL: "SELECT key, value FROM snapshot_labels WHERE id = ?", arguments: [id])
             while let r = try cursor.next() { labels[r[0]] = r[1] }
             return labels
         }
@@ -62,16 +62,16 @@ public struct SnapshotTransaction {
 
     private func setLabels(_ id: Int64, _ labels: [String: String]) throws(BerthError) {
         try run {
-            try db.execute(sql: "DELETE FROM snapshot_labels WHERE id = ?", arguments: [id])
+            try db.run(sql: "DELETE FROM snapshot_labels WHERE id = ?", arguments: [id])
             for (key, value) in labels where !value.isEmpty {  // containerd drops empty values
-                try db.execute(sql: "INSERT INTO snapshot_labels (id, key, value) VALUES (?, ?, ?)", arguments: [id, key, value])
+                try db.run(sql: "INSERT INTO snapshot_labels (id, key, value) VALUES (?, ?, ?)", arguments: [id, key, value])
             }
         }
     }
 
     private func key(of id: Int64?) throws(BerthError) -> String {
         guard let id else { return "" }
-        return try run { try String.fetchOne(db, sql: "SELECT key FROM snapshots WHERE id = ?", arguments: [id]) ?? "" }
+        return try run { try String.fetchOne(db, cachedSQL: "SELECT key FROM snapshots WHERE id = ?", arguments: [id]) ?? "" }
     }
 
     private func info(_ row: Row) throws(BerthError) -> SnapshotInfo {
@@ -85,7 +85,7 @@ public struct SnapshotTransaction {
         var next = parentID
         while let id = next {
             ids.append(String(id))
-            next = try run { try Int64?.fetchOne(db, sql: "SELECT parent_id FROM snapshots WHERE id = ?", arguments: [id]) ?? nil }
+            next = try run { try Int64.fetchOne(db, cachedSQL: "SELECT parent_id FROM snapshots WHERE id = ?", arguments: [id]) }
         }
         return ids
     }
@@ -122,7 +122,7 @@ public struct SnapshotTransaction {
         }
         let now = Date().timeIntervalSince1970
         let id: Int64 = try run {
-            try db.execute(
+            try db.run(
                 sql: "INSERT INTO snapshots (key, parent_id, kind, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
                 arguments: [key, parentID, kind.rawValue, now, now])
             return db.lastInsertedRowID
@@ -150,7 +150,7 @@ public struct SnapshotTransaction {
         // commit's own, not the active snapshot's.
         let now = Date().timeIntervalSince1970
         try run {
-            try db.execute(
+            try db.run(
                 sql: "UPDATE snapshots SET key = ?, kind = ?, created_at = ?, updated_at = ?, size = ?, inodes = ? WHERE id = ?",
                 arguments: [name, SnapshotKind.committed.rawValue, now, now, usage.size, usage.inodes, row.id])
         }
@@ -163,12 +163,12 @@ public struct SnapshotTransaction {
     public func remove(_ key: String) throws(BerthError) -> (id: String, kind: SnapshotKind) {
         let row = try row(key: key)
         let children = try run {
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM snapshots WHERE parent_id = ?", arguments: [row.id]) ?? 0
+            try Int.fetchOne(db, cachedSQL: "SELECT count(*) FROM snapshots WHERE parent_id = ?", arguments: [row.id]) ?? 0
         }
         guard children == 0 else {
             throw .failedPrecondition("cannot remove snapshot \(key): it has \(children) child snapshot(s)")
         }
-        try run { try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [row.id]) }
+        try run { try db.run(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [row.id]) }
         return (String(row.id), row.kind)
     }
 
@@ -194,7 +194,7 @@ public struct SnapshotTransaction {
         }
         try setLabels(row.id, labels)
         try run {
-            try db.execute(
+            try db.run(
                 sql: "UPDATE snapshots SET updated_at = ? WHERE id = ?", arguments: [Date().timeIntervalSince1970, row.id])
         }
         return try getInfo(info.name).info
@@ -214,7 +214,7 @@ public struct SnapshotTransaction {
     public func idMap() throws(BerthError) -> [String: String] {
         try run {
             var map: [String: String] = [:]
-            let cursor = try GRDB.Row.fetchCursor(db, sql: "SELECT id, key FROM snapshots")
+            let cursor = try GRDB.Row.fetchCursor(db, cachedSQL: "SELECT id, key FROM snapshots")
             while let r = try cursor.next() { map[String(r[0] as Int64)] = r[1] }
             return map
         }

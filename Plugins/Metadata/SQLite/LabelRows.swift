@@ -1,4 +1,5 @@
 import BerthCore
+import BerthSnapshotStorage
 import GRDB
 
 /// The `<object>_labels` tables share one shape: (namespace, <id column>, key, value). These helpers read and
@@ -20,7 +21,7 @@ struct LabelRows {
 
     func insert(_ db: Database, _ namespace: String, _ id: String, _ labels: [String: String]) throws {
         for (key, value) in labels where !value.isEmpty {
-            try db.execute(
+            try db.run(
                 sql: "INSERT OR REPLACE INTO \(table) (namespace, \(idColumn), key, value) VALUES (?, ?, ?, ?)",
                 arguments: [namespace, id, key, value])
         }
@@ -31,17 +32,17 @@ struct LabelRows {
     func apply(_ db: Database, _ namespace: String, _ id: String, _ labels: [String: String], paths: [String]) throws {
         for path in paths {
             if path == "labels" {
-                try db.execute(
+                try db.run(
                     sql: "DELETE FROM \(table) WHERE namespace = ? AND \(idColumn) = ?", arguments: [namespace, id])
                 try insert(db, namespace, id, labels)
             } else if path.hasPrefix("labels.") {
                 let key = String(path.dropFirst("labels.".count))
                 if let value = labels[key], !value.isEmpty {
-                    try db.execute(
+                    try db.run(
                         sql: "INSERT OR REPLACE INTO \(table) (namespace, \(idColumn), key, value) VALUES (?, ?, ?, ?)",
                         arguments: [namespace, id, key, value])
                 } else {
-                    try db.execute(
+                    try db.run(
                         sql: "DELETE FROM \(table) WHERE namespace = ? AND \(idColumn) = ? AND key = ?",
                         arguments: [namespace, id, key])
                 }
@@ -56,7 +57,7 @@ struct LabelRows {
 
 /// Creates the namespace row on first use, as containerd creates a namespace's bucket with its first object.
 func ensureNamespace(_ db: Database, _ namespace: String, now: Double) throws {
-    try db.execute(
+    try db.run(
         sql: "INSERT OR IGNORE INTO namespaces (name, created_at, updated_at) VALUES (?, ?, ?)",
         arguments: [namespace, now, now])
 }

@@ -1,4 +1,5 @@
 import BerthCore
+import BerthSnapshotStorage
 import Foundation
 import GRDB
 
@@ -19,7 +20,7 @@ public struct LeaseView: LeaseManager {
             let now = Date().timeIntervalSince1970
             try ensureNamespace(db, namespace, now: now)
             if try Self.leaseExists(db, namespace, id) { throw BerthError.alreadyExists("lease \"\(id)\"") }
-            try db.execute(
+            try db.run(
                 sql: "INSERT INTO leases (namespace, id, created_at) VALUES (?, ?, ?)", arguments: [namespace, id, now])
             try LabelRows.leases.insert(db, namespace, id, labels)
             return Lease(id: id, labels: labels.filter { !$0.value.isEmpty }, createdAt: Date(timeIntervalSince1970: now))
@@ -37,7 +38,7 @@ public struct LeaseView: LeaseManager {
     public func delete(_ id: String) async throws(BerthError) {
         let namespace = try RequestContext.requireNamespace()
         try await store.write { db in
-            try db.execute(sql: "DELETE FROM leases WHERE namespace = ? AND id = ?", arguments: [namespace, id])
+            try db.run(sql: "DELETE FROM leases WHERE namespace = ? AND id = ?", arguments: [namespace, id])
             if db.changesCount == 0 { throw BerthError.notFound("lease \"\(id)\"") }
         }
         await store.mutated(deletion: true)
@@ -67,7 +68,7 @@ public struct LeaseView: LeaseManager {
 
     static func leaseExists(_ db: Database, _ namespace: String, _ id: String) throws -> Bool {
         try Bool.fetchOne(
-            db, sql: "SELECT EXISTS (SELECT 1 FROM leases WHERE namespace = ? AND id = ?)", arguments: [namespace, id])
+            db, cachedSQL: "SELECT EXISTS (SELECT 1 FROM leases WHERE namespace = ? AND id = ?)", arguments: [namespace, id])
             == true
     }
 
@@ -78,7 +79,7 @@ public struct LeaseView: LeaseManager {
 
     static func addLeaseResource(_ db: Database, _ namespace: String, _ lease: String, _ resource: LeaseResource) throws {
         try requireLease(db, namespace, lease)
-        try db.execute(
+        try db.run(
             sql: "INSERT OR IGNORE INTO lease_resources (namespace, lease, type, id) VALUES (?, ?, ?, ?)",
             arguments: [namespace, lease, resource.type, resource.id])
     }
@@ -94,7 +95,7 @@ public struct LeaseView: LeaseManager {
         let namespace = try RequestContext.requireNamespace()
         try await store.write { db in
             try Self.requireLease(db, namespace, lease)
-            try db.execute(
+            try db.run(
                 sql: "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
                 arguments: [namespace, lease, resource.type, resource.id])
         }

@@ -1,4 +1,5 @@
 import BerthCore
+import BerthSnapshotStorage
 import Foundation
 import GRDB
 import Synchronization
@@ -48,21 +49,21 @@ struct SnapshotRow: Sendable {
 enum SnapshotRows {
     static func find(_ db: Database, _ namespace: String, _ snapshotter: String, _ key: String) throws -> SnapshotRow? {
         try Row.fetchOne(
-            db, sql: "SELECT \(SnapshotRow.columns) FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
+            db, cachedSQL: "SELECT \(SnapshotRow.columns) FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
             arguments: [namespace, snapshotter, key]
         ).map(SnapshotRow.init)
     }
 
     static func labels(_ db: Database, _ id: Int64) throws -> [String: String] {
         var labels: [String: String] = [:]
-        let rows = try Row.fetchCursor(db, sql: "SELECT key, value FROM snapshot_labels WHERE snapshot = ?", arguments: [id])
+        let rows = try Row.fetchCursor(db, cachedSQL: "SELECT key, value FROM snapshot_labels WHERE snapshot = ?", arguments: [id])
         while let row = try rows.next() { labels[row[0]] = row[1] as String }
         return labels
     }
 
     static func insertLabels(_ db: Database, _ id: Int64, _ labels: [String: String]) throws {
         for (key, value) in labels where !value.isEmpty {
-            try db.execute(
+            try db.run(
                 sql: "INSERT OR REPLACE INTO snapshot_labels (snapshot, key, value) VALUES (?, ?, ?)",
                 arguments: [id, key, value])
         }
@@ -205,9 +206,9 @@ struct NamespacedSnapshotter: Snapshotter {
             labels = labels.filter { !$0.value.isEmpty }
             try Labels.validate(labels)
             let now = Date()
-            try db.execute(sql: "DELETE FROM snapshot_labels WHERE snapshot = ?", arguments: [row.id])
+            try db.run(sql: "DELETE FROM snapshot_labels WHERE snapshot = ?", arguments: [row.id])
             try SnapshotRows.insertLabels(db, row.id, labels)
-            try db.execute(
+            try db.run(
                 sql: "UPDATE snapshots SET updated_at = ? WHERE id = ?", arguments: [now.timeIntervalSince1970, row.id])
             var updated = row
             updated.updatedAt = now
@@ -272,7 +273,7 @@ struct NamespacedSnapshotter: Snapshotter {
                     if try SnapshotRows.find(db, namespace, name, key) != nil {
                         throw BerthError.alreadyExists("snapshot \"\(key)\"")
                     }
-                    try db.execute(
+                    try db.run(
                         sql: """
                             INSERT INTO snapshots (id, namespace, snapshotter, key, backend_key, parent, kind, created_at, updated_at)
                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -329,10 +330,10 @@ struct NamespacedSnapshotter: Snapshotter {
             if try SnapshotRows.find(db, namespace, name, committed) != nil {
                 throw BerthError.alreadyExists("snapshot \"\(committed)\"")
             }
-            try db.execute(
+            try db.run(
                 sql: "DELETE FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
                 arguments: [namespace, name, key])
-            try db.execute(
+            try db.run(
                 sql: """
                     INSERT INTO snapshots (id, namespace, snapshotter, key, backend_key, parent, kind, created_at, updated_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -343,7 +344,7 @@ struct NamespacedSnapshotter: Snapshotter {
             try SnapshotRows.insertLabels(db, id, labels)
             if let lease {
                 try LeaseView.addLeaseResource(db, namespace, lease, LeaseResource(id: committed, type: "snapshots/\(name)"))
-                try db.execute(
+                try db.run(
                     sql: "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
                     arguments: [namespace, lease, "snapshots/\(name)", key])
             }
@@ -357,14 +358,14 @@ struct NamespacedSnapshotter: Snapshotter {
         try await store.write { db in
             guard let row = try SnapshotRows.find(db, namespace, name, key) else { throw SnapshotRows.notFound(key) }
             if try Bool.fetchOne(
-                db, sql: "SELECT EXISTS (SELECT 1 FROM snapshots WHERE namespace = ? AND snapshotter = ? AND parent = ?)",
+                db, cachedSQL: "SELECT EXISTS (SELECT 1 FROM snapshots WHERE namespace = ? AND snapshotter = ? AND parent = ?)",
                 arguments: [namespace, name, key]) == true
             {
                 throw BerthError.failedPrecondition("cannot remove snapshot with child")
             }
-            try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [row.id])
+            try db.run(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [row.id])
             if let lease {
-                try db.execute(
+                try db.run(
                     sql: "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
                     arguments: [namespace, lease, "snapshots/\(name)", key])
             }
@@ -380,7 +381,7 @@ struct NamespacedSnapshotter: Snapshotter {
             var labels: [Int64: [String: String]] = [:]
             let labelRows = try Row.fetchCursor(
                 db,
-                sql: """
+                cachedSQL: """
                     SELECT l.snapshot, l.key, l.value FROM snapshot_labels l JOIN snapshots s ON s.id = l.snapshot
                     WHERE s.namespace = ? AND s.snapshotter = ?
                     """, arguments: [namespace, name])
@@ -388,7 +389,7 @@ struct NamespacedSnapshotter: Snapshotter {
             var infos: [SnapshotInfo] = []
             let rows = try Row.fetchCursor(
                 db,
-                sql: "SELECT \(SnapshotRow.columns) FROM snapshots WHERE namespace = ? AND snapshotter = ? ORDER BY key",
+                cachedSQL: "SELECT \(SnapshotRow.columns) FROM snapshots WHERE namespace = ? AND snapshotter = ? ORDER BY key",
                 arguments: [namespace, name])
             while let row = try rows.next() {
                 let snapshot = SnapshotRow(row)
