@@ -64,13 +64,19 @@ def config_berth(d):
 
 
 class CtrDaemon:
-    """A daemon on a fresh directory under /var/tmp, driven with Debian's ctr (the images and tasks benches)."""
+    """A daemon on a fresh directory under /var/tmp, driven with Debian's ctr (the images and tasks benches).
+    With `fresh_fs`, that directory is a new ext4 file system (a loop file, no journal, as this machine's root)."""
 
-    def __init__(self, name, argv, config):
-        self.name, self.argv, self.config = name, argv, config
+    def __init__(self, name, argv, config, fresh_fs=False):
+        self.name, self.argv, self.config, self.fresh_fs = name, argv, config, fresh_fs
 
     def start(self):
         self.dir = tempfile.mkdtemp(prefix=f"bench-{self.name}-", dir="/var/tmp")
+        if self.fresh_fs:
+            subprocess.run(["truncate", "-s", "4G", self.dir + ".img"], check=True)
+            subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E", "lazy_itable_init=0",
+                            self.dir + ".img"], check=True)
+            subprocess.run(["mount", "-o", "loop", self.dir + ".img", self.dir], check=True)
         path = os.path.join(self.dir, "config.toml")
         with open(path, "w") as f:
             f.write(self.config(self.dir))
@@ -101,6 +107,8 @@ class CtrDaemon:
             self.proc.wait()
         subprocess.run(f"grep -o ' {self.dir}[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l",
                        shell=True, stderr=subprocess.DEVNULL)
+        if self.fresh_fs:
+            os.remove(self.dir + ".img")
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
