@@ -21,8 +21,6 @@ actor TaskService {
     let publisher: EventPublisher
     private var containers: [String: ShimContainer] = [:]
     private var creating: Set<String> = []
-    /// The pending memory trim (see `scheduleTrim`).
-    private var trim: Task<Void, Never>?
     /// Called once Shutdown finds no task left.
     private let onShutdown: @Sendable () -> Void
 
@@ -122,18 +120,6 @@ actor TaskService {
         return response
     }
 
-    /// A shim mostly waits once its task runs: a second after the last start, it gives back what the work touched
-    /// (freed heap, and the fault-around pages of code and constants, which return from the page cache on use).
-    private func scheduleTrim() {
-        trim?.cancel()
-        trim = Task {
-            try? await Task.sleep(for: .seconds(1))
-            if Task.isCancelled { return }
-            berth_shim_trim_heap()
-            _ = berth_shim_release_clean_pages()
-        }
-    }
-
     static func readPid(_ path: String) -> Int32 {
         Int32(String(decoding: readFile(path) ?? [], as: UTF8.self).filter(\.isNumber)) ?? 0
     }
@@ -224,7 +210,7 @@ actor TaskService {
         if oomPending { await outOfMemory(process) }
         if let pending { await exited(process, pending) }
         if let failure { throw failure }
-        scheduleTrim()
+        berth_shim_schedule_trims()
         var response = Containerd_Task_V2_StartResponse()
         response.pid = UInt32(bitPattern: process.pid)
         return response

@@ -135,6 +135,49 @@ struct ShimContainerdTests {
         #expect(!(try await containerd.ctr(["tasks", "ls"]).text.contains("t2")))
     }
 
+    /// VmRSS in kB of the long-lived berth-shim serving container `id`.
+    static func shimRSS(_ id: String) -> Int? {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(entry) != nil {
+            guard let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+            let argv = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            guard let first = argv.first, first.hasSuffix("berth-shim"), let i = argv.firstIndex(of: "-id"),
+                i + 1 < argv.count, argv[i + 1] == id, !argv.contains("start"), !argv.contains("delete"),
+                let status = try? String(contentsOfFile: "/proc/\(entry)/status", encoding: .utf8),
+                let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+            else { continue }
+            return Int(line.split(separator: " ")[1])
+        }
+        return nil
+    }
+
+    @Test("a shim that gave back its memory after the start still serves its task")
+    func trimmedShimServes() async throws {
+        let containerd = try await Containerd()
+        defer { containerd.stop() }
+        let run = try await containerd.ctr(["run", "-d"] + containerd.runFlags + ["t4", "sleep", "600"])
+        #expect(run.status == 0, "\(run.stderr)\n\(containerd.log)")
+        let started = try #require(Self.shimRSS("t4"))
+        // A second after the start the shim trims its heap and drops clean pages (code, libc, .rodata).
+        var trimmed = started
+        for _ in 0..<50 where trimmed >= started {
+            try await Task.sleep(for: .milliseconds(100))
+            trimmed = Self.shimRSS("t4") ?? started
+        }
+        #expect(trimmed < started, "VmRSS \(started) kB after the start, \(trimmed) kB later")
+        let exec = try await containerd.ctr(["tasks", "exec", "--exec-id", "e1", "t4", "sh", "-c", "echo after-trim"])
+        #expect(exec.text == "after-trim\n" && exec.status == 0, "\(exec.stderr)")
+        #expect(try await containerd.ctr(["tasks", "ps", "t4"]).status == 0)
+        #expect(try await containerd.ctr(["tasks", "kill", "-s", "KILL", "t4"]).status == 0)
+        var stopped = false
+        for _ in 0..<200 where !stopped {
+            stopped = try await containerd.ctr(["tasks", "ls"]).text.contains("STOPPED")
+            if !stopped { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(stopped)
+        #expect(try await containerd.ctr(["tasks", "rm", "t4"]).status == 0)
+        #expect(try await containerd.ctr(["containers", "rm", "t4"]).status == 0)
+    }
+
     @Test("ctr run -t under a pty: the container's stdio is a terminal, its exit code passes")
     func runWithTerminal() async throws {
         let containerd = try await Containerd()

@@ -1,6 +1,10 @@
 #define _GNU_SOURCE
 #include "CBerthShim.h"
+#include <elf.h>
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/auxv.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <fcntl.h>
@@ -15,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <termios.h>
+#include <time.h>
 #include <pthread.h>
 
 int berth_shim_set_subreaper(void) {
@@ -170,12 +175,92 @@ int berth_shim_inotify_modify(const char *path) {
     return fd;
 }
 
+/* The run-time bounds of this executable's section `name` (from /proc/self/exe's section headers and the load
+   address of the main program); 0 when not found. */
+static int section_bounds(const char *name, uintptr_t *start, uintptr_t *end) {
+    int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    Elf64_Ehdr header;
+    int found = 0;
+    if (pread(fd, &header, sizeof header, 0) == (ssize_t)sizeof header && header.e_shentsize == sizeof(Elf64_Shdr)
+        && header.e_shstrndx < header.e_shnum && header.e_shnum < 4096) {
+        Elf64_Shdr *sections = calloc(header.e_shnum, sizeof(Elf64_Shdr));
+        size_t length = header.e_shnum * sizeof(Elf64_Shdr);
+        if (sections != NULL && pread(fd, sections, length, (off_t)header.e_shoff) == (ssize_t)length) {
+            Elf64_Shdr names = sections[header.e_shstrndx];
+            char *strings = names.sh_size < (1 << 20) ? malloc(names.sh_size + 1) : NULL;
+            if (strings != NULL && pread(fd, strings, names.sh_size, (off_t)names.sh_offset) == (ssize_t)names.sh_size) {
+                strings[names.sh_size] = 0;
+                for (int i = 0; i < header.e_shnum && !found; i++) {
+                    if (sections[i].sh_name < names.sh_size && strcmp(strings + sections[i].sh_name, name) == 0
+                        && sections[i].sh_addr != 0) {
+                        uintptr_t base = (uintptr_t)getauxval(AT_PHDR) - (uintptr_t)header.e_phoff;
+                        *start = base + sections[i].sh_addr;
+                        *end = *start + sections[i].sh_size;
+                        found = 1;
+                    }
+                }
+            }
+            free(strings);
+        }
+        free(sections);
+    }
+    close(fd);
+    return found;
+}
+
+/* Ranges to give back, gathered before any is dropped: code that runs after a drop faults its pages back in, and
+   the kernel maps 64 kB around each such fault whatever the madvise advice. */
+struct ranges {
+    uintptr_t start[1024];
+    uintptr_t length[1024];
+    int count;
+};
+
+static void add_range(struct ranges *ranges, uintptr_t start, uintptr_t length) {
+    if (ranges->count < 1024 && length > 0) {
+        ranges->start[ranges->count] = start;
+        ranges->length[ranges->count] = length;
+        ranges->count++;
+    }
+}
+
+/* The runs of pages in [start, end) that are resident and still the file's own (file-backed per
+   /proc/self/pagemap, never copied on write). For constants only: a page written between this check and the
+   drop would lose the write, and constants are never written. */
+static void add_clean_file_pages(struct ranges *ranges, uintptr_t start, uintptr_t end, uintptr_t page) {
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    uintptr_t first = (start + page - 1) / page, last = end / page;  /* whole pages inside the range only */
+    uint64_t entries[512];
+    uintptr_t run = 0, runLength = 0;
+    for (uintptr_t index = first; index < last; index += 512) {
+        uintptr_t count = last - index < 512 ? last - index : 512;
+        if (pread(fd, entries, count * 8, (off_t)(index * 8)) != (ssize_t)(count * 8)) break;
+        for (uintptr_t i = 0; i < count; i++) {
+            /* bit 63: present; bit 61: file page (a copied-on-write page of a private mapping is anonymous) */
+            if ((entries[i] >> 63 & 1) && (entries[i] >> 61 & 1)) {
+                if (runLength == 0) run = index + i;
+                runLength++;
+            } else if (runLength > 0) {
+                add_range(ranges, run * page, runLength * page);
+                runLength = 0;
+            }
+        }
+    }
+    if (runLength > 0) add_range(ranges, run * page, runLength * page);
+    close(fd);
+}
+
 int berth_shim_release_clean_pages(void) {
+    static struct ranges ranges;
+    ranges.count = 0;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     FILE *maps = fopen("/proc/self/smaps", "re");
     if (maps == NULL) return -errno;
     char line[4352];
     unsigned long start = 0, end = 0;
-    int candidate = 0, released = 0;
+    int candidate = 0;
     while (fgets(line, sizeof line, maps) != NULL) {
         unsigned long lo, hi;
         char perms[8];
@@ -187,8 +272,7 @@ int berth_shim_release_clean_pages(void) {
             if (candidate && sscanf(line, "Anonymous: %lu kB", &kb) == 1 && kb != 0) candidate = 0;
             if (candidate && strncmp(line, "VmFlags:", 8) == 0) {
                 // Clean, read-only, file-backed: dropping its pages loses nothing, they come back from the page cache.
-                madvise((void *)start, end - start, MADV_RANDOM);
-                if (madvise((void *)start, end - start, MADV_DONTNEED) == 0) released++;
+                add_range(&ranges, start, end - start);
                 candidate = 0;
             }
             continue;
@@ -201,6 +285,19 @@ int berth_shim_release_clean_pages(void) {
         }
     }
     fclose(maps);
+    // The static Swift runtime's link puts .rodata (ICU's data among it) in the writable segment, which the loop
+    // above keeps for its copied-on-write pages; its constants are given back page by page.
+    uintptr_t lo = 0, hi = 0;
+    if (section_bounds(".rodata", &lo, &hi)) {
+        uintptr_t aligned = lo & ~(page - 1);
+        madvise((void *)aligned, hi - aligned, MADV_RANDOM);
+        add_clean_file_pages(&ranges, lo, hi, page);
+    }
+    int released = 0;
+    for (int i = 0; i < ranges.count; i++) {
+        madvise((void *)ranges.start[i], ranges.length[i], MADV_RANDOM);
+        if (madvise((void *)ranges.start[i], ranges.length[i], MADV_DONTNEED) == 0) released++;
+    }
     return released;
 }
 
@@ -210,4 +307,62 @@ void berth_shim_limit_malloc_arenas(void) {
 
 void berth_shim_trim_heap(void) {
     malloc_trim(0);
+}
+
+static pthread_mutex_t trim_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t trim_cond;
+static struct timespec trim_due[2];
+static int trims_pending, trimmer_started;
+
+static int trim_due_now(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > trim_due[0].tv_sec || (now.tv_sec == trim_due[0].tv_sec && now.tv_nsec >= trim_due[0].tv_nsec);
+}
+
+static void *trimmer(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&trim_lock);
+    for (;;) {
+        if (trims_pending == 0) {
+            pthread_cond_wait(&trim_cond, &trim_lock);
+        } else if (!trim_due_now()) {
+            pthread_cond_timedwait(&trim_cond, &trim_lock, &trim_due[0]);
+        } else {
+            trim_due[0] = trim_due[1];
+            trims_pending--;
+            pthread_mutex_unlock(&trim_lock);
+            berth_shim_trim_heap();
+            berth_shim_release_clean_pages();
+            pthread_mutex_lock(&trim_lock);
+        }
+    }
+    return NULL;
+}
+
+void berth_shim_schedule_trims(void) {
+    pthread_mutex_lock(&trim_lock);
+    if (!trimmer_started) {
+        pthread_condattr_t attributes;
+        pthread_condattr_init(&attributes);
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+        pthread_cond_init(&trim_cond, &attributes);
+        pthread_condattr_destroy(&attributes);
+        pthread_attr_t thread_attributes;
+        pthread_attr_init(&thread_attributes);
+        pthread_attr_setdetachstate(&thread_attributes, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&thread_attributes, 64 * 1024);
+        pthread_t thread;
+        trimmer_started = pthread_create(&thread, &thread_attributes, trimmer, NULL) == 0;
+        pthread_attr_destroy(&thread_attributes);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    trim_due[0] = now;
+    trim_due[0].tv_sec += 1;
+    trim_due[1] = now;
+    trim_due[1].tv_sec += 16;
+    trims_pending = 2;
+    pthread_cond_signal(&trim_cond);
+    pthread_mutex_unlock(&trim_lock);
 }

@@ -36,14 +36,19 @@ unsigned long berth_shim_mount_flag(const char *option, int *clear);
 int berth_shim_eventfd(void);
 /// inotify_init1(IN_CLOEXEC) watching `path` for modification and removal; returns the descriptor or -errno.
 int berth_shim_inotify_modify(const char *path);
-/// Drops this process' pages of clean, read-only file mappings (its code and constants, libc's) and marks those
-/// mappings MADV_RANDOM, so that later faults map single pages instead of fault-around blocks. The pages stay in
-/// the page cache and come back on use; mappings with private (relocated) pages are left alone. Returns how many
-/// mappings were released, or -errno.
+/// Drops this process' pages of clean, read-only file mappings (its code and constants, libc's), and the pages of
+/// the executable's .rodata not copied on write, and marks them MADV_RANDOM (no readahead). The pages stay in the
+/// page cache and come back on use; other pages of mappings with private (relocated) pages are left alone.
+/// Returns how many ranges were released, or -errno.
 int berth_shim_release_clean_pages(void);
 /// mallopt(M_ARENA_MAX, 2): a few malloc arenas for the shim's many mostly idle threads.
 void berth_shim_limit_malloc_arenas(void);
 /// malloc_trim(0).
 void berth_shim_trim_heap(void);
+/// A shim mostly waits once its task runs: 1 s after the last call here it gives back what the work touched
+/// (`berth_shim_trim_heap`, `berth_shim_release_clean_pages`), and again 15 s later, once the start's idle
+/// worker threads have exited and its calls' timeout timers have fired, each of which faulted pages back in.
+/// The trims run on a thread of their own that never exits, so nothing runs after them to fault pages in again.
+void berth_shim_schedule_trims(void);
 
 #endif
