@@ -73,7 +73,7 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
     }
 
     public func stat(_ key: String) async throws(BerthError) -> SnapshotInfo {
-        let (id, info, _) = try await store.read { tx throws(BerthError) in try tx.getInfo(key) }
+        let (id, info, _) = try store.readNow { tx throws(BerthError) in try tx.getInfo(key) }
         return decorated(info, id: id)
     }
 
@@ -86,13 +86,13 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
     }
 
     public func usage(_ key: String) async throws(BerthError) -> SnapshotUsage {
-        let (id, info, usage) = try await store.read { tx throws(BerthError) in try tx.getInfo(key) }
+        let (id, info, usage) = try store.readNow { tx throws(BerthError) in try tx.getInfo(key) }
         guard info.kind == .active else { return usage }
         return try SnapshotFiles.diskUsage(backend.usageDirectory(snapshotDirectory(id)))
     }
 
     public func mounts(_ key: String) async throws(BerthError) -> [Mount] {
-        let snapshot = try await store.read { tx throws(BerthError) in try tx.getSnapshot(key) }
+        let snapshot = try store.readNow { tx throws(BerthError) in try tx.getSnapshot(key) }
         guard snapshot.kind != .committed else {
             throw .failedPrecondition("requested snapshot \(key) not active or view")
         }

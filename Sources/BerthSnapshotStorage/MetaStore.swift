@@ -60,7 +60,9 @@ public final class SnapshotMetaStore: Sendable {
         }
     }
 
-    /// `read` for synchronous callers (start-up recovery); blocks the calling thread.
+    /// `read` on the calling thread: for start-up recovery, and for one-row lookups, where the two thread hops of
+    /// `read` cost more than the lookup. Safe on the event loops because `read` never keeps a reader while it waits
+    /// for a loop (see `readReleasingReader`).
     public func readNow<T>(_ body: (SnapshotTransaction) throws(BerthError) -> T) throws(BerthError) -> T {
         do {
             return try pool.read { db in try body(SnapshotTransaction(db: db)) }
