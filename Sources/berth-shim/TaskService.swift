@@ -273,6 +273,9 @@ actor TaskService {
             process.io?.close()
             for exec in container.execs.values { exec.io?.close() }
             if container.rootfsMounted { RootfsMounts.unmountAll(container.bundle + "/rootfs") }
+            // The runtime record serves the `delete` command, which the daemon runs only for a shim that did not
+            // delete its task itself.
+            unlink(RuntimeRecord.path(address: config.address, namespace: config.namespace, id: request.id))
             containers.removeValue(forKey: request.id)
         } else {
             if status == .created { process.setExited(status: 0, at: .now()) }

@@ -43,15 +43,19 @@ let config = ShimConfig(
 let publisher = EventPublisher(address: config.ttrpcAddress, namespace: config.namespace)
 let server = TTRPCServer()
 
+/// The socket the start command made for this shim, read now: the daemon may remove the bundle once Shutdown
+/// was answered.
+let socketPath: String? = readFile(bundle + "/address").flatMap { address in
+    let text = String(decoding: address, as: UTF8.self)
+    return text.hasPrefix("unix://") ? String(text.dropFirst(7)) : nil
+}
+
 /// Leaves after the Shutdown answer went out and queued events were sent (at most 5 s).
 @Sendable func exitShim() {
     Task {
         try? await Task.sleep(for: .milliseconds(20))
         await publisher.flush(limit: .seconds(5))
-        if let address = readFile(bundle + "/address") {
-            let text = String(decoding: address, as: UTF8.self)
-            if text.hasPrefix("unix://") { unlink(String(text.dropFirst(7))) }
-        }
+        if let socketPath { unlink(socketPath) }
         exit(0)
     }
 }

@@ -210,12 +210,25 @@ public actor ShimManager: TaskManager, Closable {
         }
         tasks.removeValue(forKey: key)
         shim.released.withLock { $0 = true }
-        await shim.shutdown(timeout: timeouts.shutdown)
+        let shutDown = await shim.shutdown(timeout: timeouts.shutdown)
         shim.release()
         shim.bundle.unmountRootfs()
-        // The shim's `delete` and the bundle's removal finish after the answer; a new task with this id waits.
+        // The bundle's removal (and, if the shim did not answer Shutdown, its `delete`) finish after the answer; a
+        // new task with this id waits. A shim that deleted its task and shut down has cleaned up after itself
+        // (runtime state, rootfs, its socket), so its `delete` is not run, as containerd 1.6 does not.
+        let socket = shim.bundle.read("address").flatMap { $0.hasPrefix("unix://") ? String($0.dropFirst(7)) : nil }
         cleanups[key] = Task { [self] in
-            await removeShim(shim)
+            if shutDown {
+                // The shim removes its socket as it exits; a new task of this id starts once it has (at most 5 s,
+                // the shim's bound on flushing its events).
+                for _ in 0..<1000 where socket.map(FileSystem.exists) ?? false {
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+                logs.detach(shim.bundle)
+                shim.bundle.delete()
+            } else {
+                await removeShim(shim)
+            }
             finishCleanup(key)
         }
         return exit

@@ -100,10 +100,12 @@ final class ShimTask: Sendable {
     }
 
     /// Asks the shim to exit; a connection closed by the exiting shim is success.
-    func shutdown(timeout: Duration) async {
+    /// Asks the shim to exit; false when it did not answer.
+    @discardableResult
+    func shutdown(timeout: Duration) async -> Bool {
         var request = Containerd_Task_V2_ShutdownRequest()
         request.id = id
-        _ = try? await call("Shutdown", request, Google_Protobuf_Empty.self, timeout: timeout)
+        return (try? await call("Shutdown", request, Google_Protobuf_Empty.self, timeout: timeout)) != nil
     }
 
     /// Ends the connection without treating it as a dead shim.
