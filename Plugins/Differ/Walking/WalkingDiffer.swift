@@ -100,11 +100,15 @@ public struct WalkingDiffer: DiffApplier, DiffComparer {
             let lowers = Self.option(mounts[0], "lowerdir").map { $0.split(separator: ":").map(String.init) } ?? []
             let options = ApplyOptions(whiteouts: .overlay, lowerDirectories: lowers, maxUncompressedBytes: limit,
                                        label: label)
-            return try await LayerApplier.apply(ContentSource(reader), to: upper, options: options)
+            return try await WorkThreads.run { () async throws(BerthError) in
+                try await LayerApplier.apply(ContentSource(reader), to: upper, options: options)
+            }
         }
         let options = ApplyOptions(whiteouts: .delete, maxUncompressedBytes: limit, label: label)
         return try await withTemporaryMount(mounts) { root throws(BerthError) in
-            try await LayerApplier.apply(ContentSource(reader), to: root, options: options)
+            try await WorkThreads.run { () async throws(BerthError) in
+                try await LayerApplier.apply(ContentSource(reader), to: root, options: options)
+            }
         }
     }
 
@@ -116,8 +120,10 @@ public struct WalkingDiffer: DiffApplier, DiffComparer {
         let ref = options.ref.isEmpty ? "diff-\(UInt64.random(in: 0...UInt64.max))" : options.ref
         return try await withTemporaryMount(Self.readOnly(lower)) { lowerRoot throws(BerthError) in
             try await withTemporaryMount(Self.readOnly(upper)) { upperRoot throws(BerthError) in
-                try await write(lower: lowerRoot, upper: upperRoot, compression: compression, mediaType: mediaType,
-                                ref: ref, labels: options.labels)
+                try await WorkThreads.run { () async throws(BerthError) in
+                    try await write(lower: lowerRoot, upper: upperRoot, compression: compression, mediaType: mediaType,
+                                    ref: ref, labels: options.labels)
+                }
             }
         }
     }
