@@ -49,7 +49,8 @@ import Testing
             entries += hazard
         }
         entries.append(dir("d0/", mode: 0o750))  // a directory's metadata again, after its files
-        _ = try await LayerApplier.apply(BufferSource(try await makeTar(entries)), to: root)
+        _ = try await LayerApplier.apply(
+            BufferSource(try await makeTar(entries)), to: root, options: ApplyOptions(writerThreads: .always))
 
         for (d, i) in fillers {
             let (entry, data) = Self.numbered(d, i)
@@ -84,11 +85,24 @@ import Testing
         for i in 100..<200 { entries.append(file("a/f\(i)", "\(i)")) }
         do {
             _ = try await LayerApplier.apply(
-                BufferSource(try await makeTar(entries)), to: root, options: ApplyOptions(label: "sha256:abc"))
+                BufferSource(try await makeTar(entries)), to: root,
+                options: ApplyOptions(label: "sha256:abc", writerThreads: .always))
             Issue.record("the apply succeeded")
         } catch let error as BerthError {
             #expect(error.message.hasPrefix("sha256:abc: entry \"a/\(long)\": create: "), "\(error.message)")
             #expect(error.message.contains("File name too long"), "\(error.message)")
         }
+    }
+
+    @Test func writerThreadsStartOnceCreatingFilesProvesSlow() throws {
+        let scratch = try Scratch()
+        let fast = try Extractor(root: try scratch.dir("fast"), options: ApplyOptions())
+        for _ in 0..<(4 * Extractor.probeFiles) { fast.noteCreate(15_000) }
+        #expect(!fast.slowCreates)
+        let slow = try Extractor(root: try scratch.dir("slow"), options: ApplyOptions())
+        for _ in 0..<(Extractor.probeFiles - 1) { slow.noteCreate(300_000) }
+        #expect(!slow.slowCreates, "decided before a whole probe")
+        slow.noteCreate(300_000)
+        #expect(slow.slowCreates)
     }
 }
