@@ -22,6 +22,9 @@ public struct ApplyOptions: Sendable {
     public var label: String
     /// When small files go to writer threads (`FileWriters`).
     public var writerThreads: WriterThreads
+    /// Whether to hash the compressed stream too (`AppliedLayer.compressedDigest`). A blob read from the content
+    /// store was verified when it was committed, so appliers of stored blobs skip it, as containerd's does.
+    public var hashCompressed: Bool
 
     public enum WriterThreads: Sendable, Equatable {
         /// Once creating files on the apply's own thread proves slow (see `Extractor.noteCreate`).
@@ -31,18 +34,20 @@ public struct ApplyOptions: Sendable {
     }
 
     public init(whiteouts: Whiteouts = .delete, lowerDirectories: [String] = [], maxUncompressedBytes: Int64 = 0,
-                label: String = "layer", writerThreads: WriterThreads = .whenSlow) {
+                label: String = "layer", writerThreads: WriterThreads = .whenSlow, hashCompressed: Bool = true) {
         self.whiteouts = whiteouts
         self.lowerDirectories = lowerDirectories
         self.maxUncompressedBytes = maxUncompressedBytes
         self.label = label
         self.writerThreads = writerThreads
+        self.hashCompressed = hashCompressed
     }
 }
 
 /// What an apply read: the compressed blob's digest and size and the uncompressed tar's (the diff ID).
 public struct AppliedLayer: Sendable, Equatable {
-    public var compressedDigest: BerthCore.Digest
+    /// nil when the apply did not hash it (`ApplyOptions.hashCompressed`).
+    public var compressedDigest: BerthCore.Digest?
     public var compressedSize: Int64
     public var diffID: BerthCore.Digest
     public var uncompressedSize: Int64
@@ -60,7 +65,7 @@ public enum LayerApplier {
     public static func apply(_ source: any ByteSource, to root: String, options: ApplyOptions = ApplyOptions())
         async throws(BerthError) -> AppliedLayer
     {
-        let compressed = DigestingSource(source)
+        let compressed = DigestingSource(source, hashing: options.hashCompressed)
         let peek = PeekSource(compressed)
         let head = try await peek.peek(6)
         guard let compression = Compression.detect(head) else {
@@ -74,7 +79,7 @@ public enum LayerApplier {
         try await tar.drain()
         while try await !compressed.read().isEmpty {}
         return AppliedLayer(
-            compressedDigest: try compressed.digest(), compressedSize: compressed.count,
+            compressedDigest: options.hashCompressed ? try compressed.digest() : nil, compressedSize: compressed.count,
             diffID: try uncompressed.digest(), uncompressedSize: uncompressed.count, compression: compression)
     }
 

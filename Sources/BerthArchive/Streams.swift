@@ -76,16 +76,21 @@ public final class ContentSource: ByteSource {
 /// Passes bytes through while hashing (SHA-256) and counting them.
 public final class DigestingSource: ByteSource {
     let upstream: any ByteSource
+    /// False: only counts (the digest is then that of nothing read).
+    let hashing: Bool
     private var hasher = SHA256()
     public private(set) var count: Int64 = 0
     public private(set) var ended = false
 
-    public init(_ upstream: any ByteSource) { self.upstream = upstream }
+    public init(_ upstream: any ByteSource, hashing: Bool = true) {
+        self.upstream = upstream
+        self.hashing = hashing
+    }
 
     public func read() async throws(BerthError) -> [UInt8] {
         let bytes = try await upstream.read()
         if bytes.isEmpty { ended = true }
-        hasher.update(data: bytes)
+        if hashing { hasher.update(data: bytes) }
         count += Int64(bytes.count)
         return bytes
     }

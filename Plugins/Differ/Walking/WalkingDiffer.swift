@@ -84,10 +84,11 @@ public struct WalkingDiffer: DiffApplier, DiffComparer {
             await reader.close()
             throw error
         }
-        guard applied.compressedDigest == layer.digest, layer.size <= 0 || applied.compressedSize == layer.size else {
+        // The store verified the blob's digest when it was committed; its size must still be the descriptor's.
+        guard layer.size <= 0 || applied.compressedSize == layer.size else {
             throw .failedPrecondition(
-                "layer \(layer.digest): content does not match its descriptor (read \(applied.compressedDigest), "
-                    + "\(applied.compressedSize) bytes; expected \(layer.size) bytes)")
+                "layer \(layer.digest): content does not match its descriptor (read \(applied.compressedSize) bytes; "
+                    + "expected \(layer.size) bytes)")
         }
         return Descriptor(mediaType: LayerMediaType.uncompressed, digest: applied.diffID, size: applied.uncompressedSize)
     }
@@ -99,12 +100,13 @@ public struct WalkingDiffer: DiffApplier, DiffComparer {
         if mounts.count == 1, mounts[0].type == "overlay", let upper = Self.option(mounts[0], "upperdir") {
             let lowers = Self.option(mounts[0], "lowerdir").map { $0.split(separator: ":").map(String.init) } ?? []
             let options = ApplyOptions(whiteouts: .overlay, lowerDirectories: lowers, maxUncompressedBytes: limit,
-                                       label: label)
+                                       label: label, hashCompressed: false)
             return try await WorkThreads.run { () async throws(BerthError) in
                 try await LayerApplier.apply(ContentSource(reader), to: upper, options: options)
             }
         }
-        let options = ApplyOptions(whiteouts: .delete, maxUncompressedBytes: limit, label: label)
+        let options = ApplyOptions(
+            whiteouts: .delete, maxUncompressedBytes: limit, label: label, hashCompressed: false)
         return try await withTemporaryMount(mounts) { root throws(BerthError) in
             try await WorkThreads.run { () async throws(BerthError) in
                 try await LayerApplier.apply(ContentSource(reader), to: root, options: options)
