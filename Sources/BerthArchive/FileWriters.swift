@@ -14,9 +14,9 @@ struct FileJob: @unchecked Sendable {
     var context: String
 }
 
-/// The writer threads of one apply. Creating a small file on ext4 is mostly kernel CPU (inode allocation scans
-/// the group's bitmap and, without a journal, the inode table for recently deleted inodes): ~300 µs a file here,
-/// so a layer of many small files is bound by one core while the apply reads on one thread. Handing the files
+/// The writer threads of one apply. Creating a small file on ext4 without a journal soon after many were deleted
+/// is mostly kernel CPU (inode allocation checks each free inode of the group in the inode table for a recent
+/// deletion): ~300 µs a file, so a layer of many small files is bound by one core. Handing the files
 /// to a few threads of their own (not the Swift cooperative pool, which must not block) spreads that over the
 /// cores. Jobs only ever create new names; the extractor drains the queue before anything that removes, links
 /// or looks up a name a job may still be creating, so the result is the sequential apply's.
@@ -46,19 +46,12 @@ final class FileWriters: @unchecked Sendable {
         pthread_cond_init(work, nil)
         pthread_cond_init(done, nil)
         for _ in 0..<max(1, count) {
-            var thread = pthread_t()
-            let context = Unmanaged.passRetained(self).toOpaque()
-            let created = pthread_create(&thread, nil, { raw in
-                guard let raw else { return nil }
-                Unmanaged<FileWriters>.fromOpaque(raw).takeRetainedValue().run()
-                return nil
-            }, context)
-            guard created == 0 else {
-                Unmanaged<FileWriters>.fromOpaque(context).release()
+            do {
+                threads.append(try startThread { [self] in run() })
+            } catch {
                 close()
-                throw .internalError("starting a file writer thread: \(FileSystem.errnoMessage(created))")
+                throw error
             }
-            threads.append(thread)
         }
     }
 

@@ -109,8 +109,8 @@ final class Extractor {
     let options: ApplyOptions
     private var unpacked = Set<String>()
     private var directoryTimes: [(path: String, seconds: Int64, nanoseconds: Int32)] = []
-    /// Writer threads for small regular files, started with the first one; `pending` holds the paths of files
-    /// queued since the last drain. No entry touches a pending path (or a path below one) before a drain.
+    /// Writer threads for small regular files, started per `ApplyOptions.writerThreads`; `pending` holds the paths
+    /// of files queued since the last drain. No entry touches a pending path (or a path below one) before a drain.
     private var writers: FileWriters?
     private var pending = Set<String>()
     /// Small files created on this thread in the current probe, and the time their `openat` took. Handing files

@@ -18,20 +18,7 @@ public final class WorkThreads: TaskExecutor, @unchecked Sendable {
     init(count: Int) {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(available, nil)
-        for _ in 0..<count {
-            var thread = pthread_t()
-            let context = Unmanaged.passRetained(self).toOpaque()
-            let created = pthread_create(&thread, nil, { raw in
-                guard let raw else { return nil }
-                Unmanaged<WorkThreads>.fromOpaque(raw).takeRetainedValue().serve()
-                return nil
-            }, context)
-            if created == 0 {
-                pthread_detach(thread)
-            } else {
-                Unmanaged<WorkThreads>.fromOpaque(context).release()
-            }
-        }
+        for _ in 0..<count { _ = try? startThread(detached: true) { [self] in serve() } }
     }
 
     /// Runs `body` preferring these threads.
