@@ -122,17 +122,21 @@ struct ShimContainerdTests {
         let metrics = try await containerd.ctr(["tasks", "metrics", "t2"])
         #expect(metrics.status == 0 && metrics.text.contains("memory.usage_in_bytes"), "\(metrics.text) \(metrics.stderr)")
 
-        #expect(try await containerd.ctr(["tasks", "kill", "-s", "KILL", "t2"]).status == 0)
-        var stopped = false
-        for _ in 0..<200 where !stopped {
-            stopped = try await containerd.ctr(["tasks", "ls"]).text.contains("STOPPED")
-            if !stopped { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        #expect(stopped)
+        #expect(try await Self.killAndWait(containerd, "t2"))
         let rm = try await containerd.ctr(["tasks", "rm", "t2"])
         #expect(rm.status == 0, "\(rm.stderr)")
         #expect(try await containerd.ctr(["containers", "rm", "t2"]).status == 0)
         #expect(!(try await containerd.ctr(["tasks", "ls"]).text.contains("t2")))
+    }
+
+    /// SIGKILLs task `id` and waits (up to 20 s) until `ctr tasks ls` shows it STOPPED.
+    static func killAndWait(_ containerd: Containerd, _ id: String) async throws -> Bool {
+        guard try await containerd.ctr(["tasks", "kill", "-s", "KILL", id]).status == 0 else { return false }
+        for _ in 0..<200 {
+            if try await containerd.ctr(["tasks", "ls"]).text.contains("STOPPED") { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
     }
 
     /// VmRSS in kB of the long-lived berth-shim serving container `id`.
@@ -167,13 +171,7 @@ struct ShimContainerdTests {
         let exec = try await containerd.ctr(["tasks", "exec", "--exec-id", "e1", "t4", "sh", "-c", "echo after-trim"])
         #expect(exec.text == "after-trim\n" && exec.status == 0, "\(exec.stderr)")
         #expect(try await containerd.ctr(["tasks", "ps", "t4"]).status == 0)
-        #expect(try await containerd.ctr(["tasks", "kill", "-s", "KILL", "t4"]).status == 0)
-        var stopped = false
-        for _ in 0..<200 where !stopped {
-            stopped = try await containerd.ctr(["tasks", "ls"]).text.contains("STOPPED")
-            if !stopped { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        #expect(stopped)
+        #expect(try await Self.killAndWait(containerd, "t4"))
         #expect(try await containerd.ctr(["tasks", "rm", "t4"]).status == 0)
         #expect(try await containerd.ctr(["containers", "rm", "t4"]).status == 0)
     }
