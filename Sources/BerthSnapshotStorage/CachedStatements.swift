@@ -11,20 +11,24 @@ extension Database {
 }
 
 extension Row {
-    public static func fetchOne(_ db: Database, cachedSQL sql: String, arguments: StatementArguments = StatementArguments()) throws -> Row? {
+    public static func fetchOne(
+        _ db: Database, cachedSQL sql: String, arguments: StatementArguments = StatementArguments()
+    ) throws -> Row? {
         try fetchOne(db.cachedStatement(sql: sql), arguments: arguments)
     }
 
-    public static func fetchCursor(_ db: Database, cachedSQL sql: String, arguments: StatementArguments = StatementArguments()) throws
-        -> RowCursor
-    {
+    public static func fetchCursor(
+        _ db: Database, cachedSQL sql: String, arguments: StatementArguments = StatementArguments()
+    ) throws -> RowCursor {
         try fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
     }
 }
 
 extension DatabaseValueConvertible {
     /// The first row's first column; nil when there is no row or it is NULL.
-    public static func fetchOne(_ db: Database, cachedSQL sql: String, arguments: StatementArguments = StatementArguments()) throws -> Self? {
+    public static func fetchOne(
+        _ db: Database, cachedSQL sql: String, arguments: StatementArguments = StatementArguments()
+    ) throws -> Self? {
         try fetchOne(db.cachedStatement(sql: sql), arguments: arguments)
     }
 }

@@ -69,6 +69,14 @@ struct Bundle: Sendable {
         FileManager.default.contents(atPath: "\(path)/\(name)").map { String(decoding: $0, as: UTF8.self) }
     }
 
+    /// The address the shim wrote (`unix://<socket>`), trimmed; nil when there is none.
+    var shimAddress: String? {
+        guard let address = read("address")?.trimmingCharacters(in: .whitespacesAndNewlines), !address.isEmpty else {
+            return nil
+        }
+        return address
+    }
+
     func write(_ name: String, _ contents: String) {
         FileManager.default.createFile(atPath: "\(path)/\(name)", contents: Data(contents.utf8), attributes: [.posixPermissions: 0o600])
     }

@@ -45,9 +45,8 @@ extension ShimManager {
         let binary = bundle.read("shim-binary-path")?.trimmingCharacters(in: .whitespacesAndNewlines)
             ?? (try? shimBinary(for: "io.containerd.runc.v2")) ?? ""
         logs.attach(bundle)
-        let address = bundle.read("address")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         var shim: ShimTask?
-        if !address.isEmpty { shim = try? connect(bundle: bundle, binary: binary, address: address) }
+        if let address = bundle.shimAddress { shim = try? connect(bundle: bundle, binary: binary, address: address) }
         if let shim, (try? await shim.connect(timeout: timeouts.load)) != nil {
             tasks[Self.key(namespace, id)] = shim
             logger.debug("reconnected shim", metadata: ["id": "\(id)", "namespace": "\(namespace)"])

@@ -216,7 +216,7 @@ public actor ShimManager: TaskManager, Closable {
         // The bundle's removal (and, if the shim did not answer Shutdown, its `delete`) finish after the answer; a
         // new task with this id waits. A shim that deleted its task and shut down has cleaned up after itself
         // (runtime state, rootfs, its socket), so its `delete` is not run, as containerd 1.6 does not.
-        let socket = shim.bundle.read("address").flatMap { $0.hasPrefix("unix://") ? String($0.dropFirst(7)) : nil }
+        let socket = shim.bundle.shimAddress.flatMap { $0.hasPrefix("unix://") ? String($0.dropFirst(7)) : nil }
         cleanups[key] = Task { [self] in
             if shutDown {
                 // The shim removes its socket as it exits; a new task of this id starts once it has (at most 5 s,

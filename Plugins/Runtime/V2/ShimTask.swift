@@ -99,8 +99,8 @@ final class ShimTask: Sendable {
         return TaskExit(pid: r.pid, status: r.exitStatus, exitedAt: r.hasExitedAt ? r.exitedAt.date : Date())
     }
 
-    /// Asks the shim to exit; a connection closed by the exiting shim is success.
-    /// Asks the shim to exit; false when it did not answer.
+    /// Asks the shim to exit; false when no answer came (also when the connection closed first: the shim may have
+    /// died before cleaning up, so the caller runs its `delete`).
     @discardableResult
     func shutdown(timeout: Duration) async -> Bool {
         var request = Containerd_Task_V2_ShutdownRequest()
