@@ -14,16 +14,18 @@ public final class WorkThreads: TaskExecutor, @unchecked Sendable {
     private let available = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var jobs: [UnownedJob] = []
     private var head = 0
+    /// How many threads started; with none, `run` keeps work on the default executor rather than queue it forever.
+    private(set) var started = 0
 
     init(count: Int) {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(available, nil)
-        for _ in 0..<count { _ = try? startThread(detached: true) { [self] in serve() } }
+        for _ in 0..<count where (try? startThread(detached: true) { [self] in serve() }) != nil { started += 1 }
     }
 
     /// Runs `body` preferring these threads.
     public static func run<T, Failure: Error>(_ body: () async throws(Failure) -> T) async throws(Failure) -> T {
-        try await withTaskExecutorPreference(shared, operation: body)
+        try await withTaskExecutorPreference(shared.started > 0 ? shared : nil, operation: body)
     }
 
     public func enqueue(_ job: consuming ExecutorJob) {
