@@ -71,7 +71,8 @@ import Testing
             if let pid = after[id]?.pid { #expect(pid == running[id]?.pid, "\(id) changed pid") }
             if let code = kind.exit, !id.hasPrefix("late") {
                 let status = try await wait(second.socket, namespace: namespace, id: id)
-                #expect(status == code, "\(id)")
+                let log = (try? String(contentsOfFile: "\(logs)/\(id).log", encoding: .utf8)) ?? ""
+                #expect(status == code, "\(id): output \(log)")
             }
         }
         // Output written while the daemon was down is all there.
