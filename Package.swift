@@ -17,7 +17,10 @@ let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
     ("BerthIntrospectionService", "Plugins/Services/Introspection", ["BerthGRPC", "BerthAPI"]),
     ("BerthNamespacesService", "Plugins/Services/Namespaces", ["BerthGRPC", "BerthAPI"]),
     ("BerthEventsService", "Plugins/Services/Events", ["BerthGRPC", "BerthAPI"]),
-    ("BerthGRPCServerPlugin", "Plugins/Server/GRPC", ["BerthGRPC", "BerthAPI", .product(name: "NIOCore", package: "swift-nio")]),
+    ("BerthGRPCServerPlugin", "Plugins/Server/GRPC", [
+        "BerthGRPC", "BerthAPI", .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+    ]),
     ("BerthExamplePlugin", "Plugins/Examples/Greeter", []),
     ("BerthContentPlugin", "Plugins/Content/Local", [.product(name: "Crypto", package: "swift-crypto")]),
     ("BerthGCPlugin", "Plugins/GC/Scheduler", []),
@@ -67,6 +70,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [

@@ -4,7 +4,6 @@
 import BerthCore
 import BerthGRPC
 import GRPCCore
-import GRPCNIOTransportHTTP2
 import Logging
 import Synchronization
 
@@ -18,22 +17,9 @@ public let registration = Registration(
     let settings = ic.properties.config.grpc
     let services = ic.all(.grpc, as: (any GRPCServiceProvider).self).flatMap { $0.instance.grpcServices }
     let fd = try UnixListener.listen(path: settings.address, mode: 0o660, uid: settings.uid, gid: settings.gid)
-    let transport = HTTP2ServerTransport.Posix(
-        listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext,
-        config: .defaults { config in
-            config.rpc.maxRequestPayloadSize = settings.maxRecvMessageSize
-            // grpc-go clients (ctr) send BDP pings while streaming large writes; the default 5-minute minimum
-            // interval would count them as strikes and close the connection mid-ingest. The socket is local.
-            config.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .zero, allowWithoutCalls: true)
-            // Unary calls on a local socket: flush each response at once rather than waiting up to 100 µs to batch.
-            config.connection.flushCoalescing = nil
-            // Large windows and frames for blob writes and reads.
-            config.http2.targetWindowSize = 16 << 20
-            config.http2.maxFrameSize = 1 << 20
-            config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
-                channel.pipeline.addHandler(PingResponder(), position: .first)
-            }
-        })
+    let transport = FrameServerTransport(
+        descriptor: fd, path: settings.address,
+        settings: .init(maxRequestPayloadSize: settings.maxRecvMessageSize))
     let server = GRPCServer(transport: transport, services: services, interceptors: [ContextInterceptor()])
     let listener = GRPCListener(server: server, path: settings.address, logger: ic.logger)
     try await listener.start()
@@ -43,12 +29,12 @@ public let registration = Registration(
 
 /// A running gRPC server and the socket file it owns.
 public final class GRPCListener: Closable {
-    let server: GRPCServer<HTTP2ServerTransport.Posix>
+    let server: GRPCServer<FrameServerTransport>
     let path: String
     let logger: Logger
     private let task = Mutex<Task<Void, Never>?>(nil)
 
-    init(server: GRPCServer<HTTP2ServerTransport.Posix>, path: String, logger: Logger) {
+    init(server: GRPCServer<FrameServerTransport>, path: String, logger: Logger) {
         self.server = server
         self.path = path
         self.logger = logger
@@ -67,7 +53,7 @@ public final class GRPCListener: Closable {
         }
         task.withLock { $0 = running }
         do {
-            _ = try await server.listeningAddress
+            try await server.transport.waitStarted()
         } catch {
             throw .internalError("gRPC listener on \(path) did not start: \(error)")
         }
