@@ -7,13 +7,16 @@ btrfs file systems):
   prepare on 1 MB      20 x Prepare of a child of a committed snapshot holding one 1 MiB file (per-op median)
 Every snapshot carries containerd.io/gc.root, so neither daemon's GC removes anything while it is measured.
 The client is Python grpcio sending hand-encoded protobuf, the same bytes to both daemons.
+File systems (--fs): `root` puts both daemons in /var/tmp on this machine's root (ext4 without a journal, where
+creating a directory right after other runs deleted files costs ~300 µs: bench.mount_fresh_ext4); `ext4` gives
+each daemon a new ext4 with a journal (mkfs.ext4's default, as on a usual host) on a loop file.
 """
 import argparse, os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from bench import config_berth, config_containerd, field  # noqa: E402
+from bench import config_berth, config_containerd, field, mount_fresh_ext4  # noqa: E402
 
 SVC = "/containerd.services.snapshots.v1.Snapshots/"
 VERSION = "/containerd.services.version.v1.Version/Version"
@@ -34,13 +37,16 @@ def commit_req(ss, name, key):
 
 
 class Daemon:
-    """One daemon on a fresh directory; with `btrfs`, its btrfs snapshotter root is a loop-mounted btrfs."""
+    """One daemon on a directory of its own (on a new journaled ext4 when `fresh`); with `btrfs`, its btrfs
+    snapshotter root is a loop-mounted btrfs inside it."""
 
-    def __init__(self, name, argv, config, btrfs):
-        self.name, self.argv, self.config, self.btrfs = name, argv, config, btrfs
+    def __init__(self, name, argv, config, btrfs, fresh=False):
+        self.name, self.argv, self.config, self.btrfs, self.fresh = name, argv, config, btrfs, fresh
 
     def start(self):
         self.dir = tempfile.mkdtemp(prefix=f"bench-snap-{self.name}-", dir="/var/tmp")
+        if self.fresh:
+            mount_fresh_ext4(self.dir, journal=True)
         if self.btrfs:
             image = os.path.join(self.dir, "btrfs.img")
             subprocess.run(["truncate", "-s", "2G", image], check=True)
@@ -112,6 +118,8 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
         unmount_under(self.dir)
+        if self.fresh:
+            os.remove(self.dir + ".img")
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -146,18 +154,25 @@ def main():
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--snapshotters", default="overlayfs,native")
     p.add_argument("--btrfs", action="store_true", help="also btrfs, on loop-mounted btrfs roots")
+    p.add_argument("--fs", default="root,ext4", help="root, ext4 or both (see the module's doc)")
     a = p.parse_args()
     names = a.snapshotters.split(",") + (["btrfs"] if a.btrfs else [])
-    print(f"{'case':<40}{'berth':>10}{'containerd':>12}{'ratio':>9}")
-    for ss in names:
-        btrfs = ss == "btrfs"
-        berth = Daemon("berth", [os.path.join(a.berth_bin, "berthd")], config_berth, btrfs)
-        ctrd = Daemon("containerd", ["containerd"], config_containerd, btrfs)
-        res = run(ss, berth, ctrd, a.rounds)
-        b = {k: statistics.median(v) for k, v in res["berth"].items()}
-        c = {k: statistics.median(v) for k, v in res["containerd"].items()}
-        for label, key in ((f"{ss}: 100 prepare+commit (ms)", "pc"), (f"{ss}: prepare on 1 MB parent (ms/op)", "pp")):
-            print(f"{label:<40}{b[key]*1000:>10.1f}{c[key]*1000:>12.1f}{b[key]/c[key]:>8.2f}x", flush=True)
+    print(f"{'case':<48}{'berth':>10}{'containerd':>12}{'ratio':>9}")
+    for fs in a.fs.split(","):
+        for ss in names:
+            btrfs = ss == "btrfs"
+            fresh = fs == "ext4" and not btrfs
+            berth = Daemon("berth", [os.path.join(a.berth_bin, "berthd")], config_berth, btrfs, fresh)
+            ctrd = Daemon("containerd", ["containerd"], config_containerd, btrfs, fresh)
+            res = run(ss, berth, ctrd, a.rounds)
+            b = {k: statistics.median(v) for k, v in res["berth"].items()}
+            c = {k: statistics.median(v) for k, v in res["containerd"].items()}
+            where = "btrfs" if btrfs else fs
+            for label, key in ((f"{ss} ({where}): 100 prepare+commit (ms)", "pc"),
+                               (f"{ss} ({where}): prepare on 1 MB parent (ms/op)", "pp")):
+                print(f"{label:<48}{b[key]*1000:>10.1f}{c[key]*1000:>12.1f}{b[key]/c[key]:>8.2f}x", flush=True)
+        if a.btrfs:
+            names = [n for n in names if n != "btrfs"]
 
 
 if __name__ == "__main__":
