@@ -22,6 +22,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     let localPeer: String
 
     private var context: ChannelHandlerContext?
+    private var executor: LoopExecutor?
     private var streams: [HTTP2StreamID: ServerStream] = [:]
     private var windowOpened = false
     /// Connection-level DATA bytes received since the last connection WINDOW_UPDATE.
@@ -43,6 +44,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        executor = LoopExecutor(context.eventLoop)
         registry.add(self, eventLoop: context.eventLoop)
     }
 
@@ -152,8 +154,9 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         let registry = self.registry
         let localPeer = self.localPeer
         registry.callStarted()
-        // Started from the event loop, the task runs on this same loop (berthd's global executor is NIO's).
-        stream.task = Task {
+        // The call's task prefers this connection's loop: after each hop to an actor or a database queue it
+        // comes back here, so its response frames are written without another hop.
+        stream.task = Task(executorPreference: executor) {
             await withServerContextRPCCancellationHandle { handle in
                 stream.attach(handle)
                 let context = ServerContext(
@@ -261,5 +264,17 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private func closeIfDone() {
         if goingAway, streams.isEmpty { context?.close(promise: nil) }
+    }
+}
+
+/// An event loop as a TaskExecutor, for tasks that should run where their connection's frames are handled.
+final class LoopExecutor: TaskExecutor {
+    let loop: any EventLoop
+
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
