@@ -135,10 +135,17 @@ let package = Package(
         .target(name: "CBerthRunc", path: "Sources/CBerthRunc"),
         .systemLibrary(
             name: "CSeccomp", path: "Sources/CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        // Release builds link the Swift runtime statically: berth-runc runs three times per container, and the
+        // dynamic loader's relocations of libswiftCore were a third of its start-up.
         .executableTarget(
             name: "berth-runc",
             dependencies: ["CBerthRunc", "CSeccomp"],
-            swiftSettings: swiftSettings),
+            swiftSettings: swiftSettings,
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-static-stdlib", "-l_FoundationCShims", "-l_FoundationCollections", "-lswiftSynchronization"],
+                    .when(configuration: .release)),
+            ]),
         .testTarget(name: "BerthRuncTests", dependencies: ["berth-runc", "CBerthRunc"], swiftSettings: swiftSettings),
         // END berth-runc
         // BEGIN images (issue "Images")
