@@ -187,9 +187,10 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         guard let stream = streams[id], !stream.ended else { return }
         if padding > 0 { credit(stream: id, bytes: padding) }
         if var pending = stream.framing {
+            // Released first, so the append below owns the buffer instead of copying it for every frame.
+            stream.framing = nil
             pending.writeBuffer(&bytes)
             bytes = pending
-            stream.framing = nil
         }
         while bytes.readableBytes >= 5 {
             guard let flag: UInt8 = bytes.getInteger(at: bytes.readerIndex),
