@@ -59,7 +59,13 @@ struct TransferService: Containerd_Services_Transfer_V1_Transfer.SimpleServicePr
         }
         let source = try await ends.source(request.source)
         let destination = try await ends.destination(request.destination, source: request.source)
-        try await transferrer.transfer(source, destination, progress: progress?.sink)
+        // A pull runs many tasks at once (downloads, digests, unpack): they go to the whole pool rather than
+        // staying on the event loop of the connection that asked (the gRPC transport's preference).
+        let transferrer = self.transferrer
+        let sink = progress?.sink
+        try await withTaskExecutorPreference(globalConcurrentExecutor) { () async throws(BerthError) in
+            try await transferrer.transfer(source, destination, progress: sink)
+        }
     }
 }
 
