@@ -131,7 +131,7 @@ struct InboundParts: AsyncSequence, Sendable {
 
 /// The response half of one stream. Its mutable state belongs to the connection's event loop: the RPC's task
 /// calls in through `write` and `writerFinished`, which run there (inline when the task already runs on that
-/// loop, which is the usual case since berthd's tasks run on the loops).
+/// loop, the usual case: the task has this loop as its executor preference).
 final class ServerStream: @unchecked Sendable {
     /// Bytes of response messages written but not yet on the socket above which a writer waits.
     static let highWater = 1 << 20
