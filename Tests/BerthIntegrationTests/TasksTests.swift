@@ -183,10 +183,12 @@ import Testing
             try FileManager.default.createSymbolicLink(atPath: rootfs + "/bin/dd", withDestinationPath: "busybox")
             let events = try await subscribe(d)
             defer { events.stop() }
-            // dd's 128 MiB buffer, filled from /dev/zero, cannot fit in a 32 MiB memory cgroup.
+            // dd's 128 MiB buffer, filled from /dev/zero, cannot fit in a 32 MiB memory cgroup. It starts after a
+            // pause: containerd's shim watches a task's cgroup for OOM only once `runc start` has returned, so an
+            // OOM in the first milliseconds is never reported by it (CI saw that once).
             let run = try await S.ctr(d, ns, [
                 "run", "--rm", "--memory-limit", "33554432", "--rootfs", rootfs, "oom1",
-                "/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1",
+                "/bin/sh", "-c", "sleep 1; exec /bin/dd if=/dev/zero of=/dev/null bs=128M count=1",
             ])
             #expect(run.status == 137, "\(run.stdout) \(run.stderr)")
             let seen = try await S.eventually(10) { events.text.contains("/containers/delete") }
