@@ -77,9 +77,11 @@ let package = Package(
         // A TOML 1.0 parser that keeps source positions, so config errors can name file, line and key.
         .target(name: "BerthTOML", swiftSettings: swiftSettings),
         // Errors, plugin registry and graph, config, filters, identifiers, shared service protocols.
+        // One pthread_create wrapper for berthd's core, ttrpc and berth-shim (no dependencies, no Foundation).
+        .target(name: "BerthThreads", swiftSettings: swiftSettings),
         .target(
             name: "BerthCore",
-            dependencies: ["BerthTOML", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["BerthTOML", "BerthThreads", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         // Generated protobuf and gRPC code for containerd's API (scripts/gen-protos.sh).
         .target(
@@ -124,7 +126,7 @@ let package = Package(
         // ttrpc, containerd's small RPC protocol for shims: framing, client and server on unix sockets.
         .target(
             name: "BerthTTRPC",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["BerthThreads", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthTTRPCTests", dependencies: ["BerthTTRPC", "BerthAPI", "BerthTestSupport"],

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import BerthThreads
 import Synchronization
 
 /// Unix stream sockets and detached reader threads, on Glibc alone.
@@ -86,25 +87,10 @@ enum UnixSocket {
 
 /// Starts a detached thread running `body` (readers block in recv, so they do not use the concurrency pool).
 func spawnThread(_ body: @escaping @Sendable () -> Void) throws(TTRPCError) {
-    final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var attributes = pthread_attr_t()
-    pthread_attr_init(&attributes)
-    defer { pthread_attr_destroy(&attributes) }
-    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-    pthread_attr_setstacksize(&attributes, 512 << 10)
-    let context = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    let result = pthread_create(&thread, &attributes, { argument in
-        guard let argument else { return nil }
-        Unmanaged<Box>.fromOpaque(argument).takeRetainedValue().body()
-        return nil
-    }, context)
-    guard result == 0 else {
-        Unmanaged<Box>.fromOpaque(context).release()
-        throw UnixSocket.failure("ttrpc: pthread_create", result)
+    do {
+        try PosixThread.start(detached: true, stackSize: 512 << 10, body)
+    } catch {
+        throw UnixSocket.failure("ttrpc: pthread_create", error.code)
     }
 }
 

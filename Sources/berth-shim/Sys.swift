@@ -3,6 +3,7 @@
 import Glibc
 #endif
 import BerthTTRPC
+import BerthThreads
 import CBerthShim
 import Synchronization
 
@@ -171,25 +172,11 @@ func makePipe() throws(TTRPCError) -> (read: Int32, write: Int32) {
 
 /// Starts a detached thread (for blocking reads and copies, away from the concurrency pool).
 func startThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var attributes = pthread_attr_t()
-    pthread_attr_init(&attributes)
-    defer { pthread_attr_destroy(&attributes) }
-    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-    pthread_attr_setstacksize(&attributes, 256 << 10)
-    let context = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    let result = pthread_create(&thread, &attributes, { argument in
-        guard let argument else { return nil }
-        Unmanaged<Box>.fromOpaque(argument).takeRetainedValue().body()
-        return nil
-    }, context)
-    if result != 0 {
+    do {
+        try PosixThread.start(detached: true, stackSize: 256 << 10, body)
+    } catch {
         // No thread: run inline rather than lose the work.
-        Unmanaged<Box>.fromOpaque(context).takeRetainedValue().body()
+        body()
     }
 }
 
