@@ -44,6 +44,7 @@ struct BackendTests {
         let v2Dir = try await dir("v2")
         #expect(v2 == [Mount(type: "overlay", source: "overlay", options: index + ["volatile", "lowerdir=\(bDir)/fs:\(aDir)/fs"])])
         #expect(FileSystem.exists(bDir + "/work") && !FileSystem.exists(v2Dir + "/work"))
+        #expect(!FileSystem.exists(aDir + "/work"))  // bind-mounted: no overlay work directory
         await #expect(throws: BerthError.self) { try await s.mounts("missing") }
         await s.close()
     }

@@ -41,9 +41,7 @@ struct Bundle: Sendable {
             guard symlink(work, path + "/work") == 0 else {
                 throw BerthError.internalError("symlink work: \(FileSystem.errnoMessage())")
             }
-            guard FileManager.default.createFile(atPath: path + "/config.json", contents: Data(spec)) else {
-                throw BerthError.internalError("cannot write \(path)/config.json")
-            }
+            try FileSystem.write(path + "/config.json", spec)
         } catch {
             delete()
             throw BerthError.wrap(error)
@@ -78,7 +76,7 @@ struct Bundle: Sendable {
     }
 
     func write(_ name: String, _ contents: String) {
-        FileManager.default.createFile(atPath: "\(path)/\(name)", contents: Data(contents.utf8), attributes: [.posixPermissions: 0o600])
+        try? FileSystem.write("\(path)/\(name)", Array(contents.utf8), mode: 0o600)
     }
 
     /// Whether `path` is a mount point (its device differs from its parent's, or mountinfo lists it).

@@ -3,6 +3,7 @@
 #endif
 import BerthCore
 import Foundation
+import Synchronization
 
 /// Runs short-lived helper programs (a shim's `start` and `delete`) with posix_spawn: never fork, never run Swift
 /// in a child. Output goes to files, not pipes: a shim's `start` leaves a long-lived shim behind that inherits
@@ -45,9 +46,7 @@ enum Spawn {
             unlink(outPath)
             unlink(errPath)
         }
-        guard FileManager.default.createFile(atPath: inPath, contents: Data(stdin)) else {
-            throw .internalError("cannot create \(inPath)")
-        }
+        try FileSystem.write(inPath, stdin, mode: 0o600)
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
         let pid = try spawn(
@@ -97,31 +96,37 @@ enum Spawn {
         return pid
     }
 
-    /// Waits for `pid` on a dedicated thread; kills it when `timeout` passes. Returns the exit code (128+signal).
+    /// Waits for `pid` on a dedicated thread, woken by the exit itself (no polling); kills it (SIGKILL) when
+    /// `timeout` passes. Returns the exit code (128+signal), -1 if it could not be waited for.
     static func waitExit(_ pid: pid_t, timeout: Duration) async -> Int32 {
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        let exited = ExitFlag()
+        // The child stays a zombie until `exited` is set (waitid WNOWAIT), so the timer never kills a reused pid.
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { exited.killUnlessExited(pid) }
         return await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
             let thread = Thread {
-                let deadline = Date().addingTimeInterval(seconds)
+                var info = siginfo_t()
+                var r: Int32
+                repeat { r = waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) } while r < 0 && errno == EINTR
+                exited.set()
                 var status: Int32 = 0
-                var killed = false
-                while true {
-                    let r = waitpid(pid, &status, WNOHANG)
-                    if r == pid { break }
-                    if r < 0 && errno != EINTR {
-                        continuation.resume(returning: -1)
-                        return
-                    }
-                    if !killed && Date() > deadline {
-                        kill(pid, SIGKILL)
-                        killed = true
-                    }
-                    usleep(1000)
+                var reaped: pid_t
+                repeat { reaped = waitpid(pid, &status, 0) } while reaped < 0 && errno == EINTR
+                guard reaped == pid else {
+                    continuation.resume(returning: -1)
+                    return
                 }
                 let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
                 continuation.resume(returning: code)
             }
             thread.start()
         }
+    }
+
+    /// Whether a spawned child has exited (it is then a zombie until reaped), guarding the timeout's kill.
+    final class ExitFlag: Sendable {
+        private let done = Mutex(false)
+        func set() { done.withLock { $0 = true } }
+        func killUnlessExited(_ pid: pid_t) { done.withLock { if !$0 { kill(pid, SIGKILL) } } }
     }
 }

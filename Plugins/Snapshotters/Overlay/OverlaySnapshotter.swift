@@ -6,7 +6,7 @@ import BerthSnapshotStorage
 import Foundation
 
 /// containerd's overlay snapshotter (`snapshots/overlay/overlay.go`): `<root>/snapshots/<id>/fs` is a snapshot's
-/// upper directory and `work` the overlay work directory of an active one. Mounts: a bind mount of `fs` without
+/// upper directory and `work` the overlay work directory of an active one with parents. Mounts: a bind mount of `fs` without
 /// parents (read-only for a view), overlay of `upperdir` on the `lowerdir` chain (nearest parent first) for an active
 /// snapshot, a read-only bind of the parent's `fs` for a view of one parent, a lowerdir-only overlay for a view
 /// of several.
@@ -67,7 +67,9 @@ struct OverlayBackend: SnapshotDirectoryBackend {
         guard mkdir(directory + "/fs", 0o755) == 0 else {
             throw .internalError("mkdir \(directory)/fs: \(FileSystem.errnoMessage())")
         }
-        if snapshot.kind == .active, mkdir(directory + "/work", 0o711) != 0 {
+        // Only an active snapshot with a parent is mounted as overlay; one without is a bind mount of `fs` and
+        // needs no work directory (containerd makes one anyway: an inode less per layer unpack and prepare).
+        if snapshot.kind == .active, !snapshot.parentIDs.isEmpty, mkdir(directory + "/work", 0o711) != 0 {
             throw .internalError("mkdir \(directory)/work: \(FileSystem.errnoMessage())")
         }
         // The upper directory's owner follows the nearest parent's, as containerd.

@@ -45,12 +45,21 @@ public enum FileSystem {
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var written = 0
         while written < bytes.count {
-            let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let n = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { return false }
             written += n
         }
         return true
+    }
+
+    /// Creates (or truncates) `path` with `bytes`, without fsync: for runtime state that is rebuilt after a crash
+    /// (bundles, spawn scratch files), as containerd writes a bundle's config.json.
+    public static func write(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(BerthError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw .internalError("open \(path): \(errnoMessage())") }
+        defer { close(fd) }
+        guard writeAll(fd, bytes) else { throw .internalError("write \(path): \(errnoMessage())") }
     }
 
     /// Writes `contents` into an existing file in place (for /proc and /sys files, which cannot be renamed over).
