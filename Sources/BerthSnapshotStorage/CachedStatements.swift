@@ -22,6 +22,12 @@ extension Row {
     ) throws -> RowCursor {
         try fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
     }
+
+    public static func fetchAll(
+        _ db: Database, cachedSQL sql: String, arguments: StatementArguments = StatementArguments()
+    ) throws -> [Row] {
+        try fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
+    }
 }
 
 extension DatabaseValueConvertible {
@@ -30,5 +36,12 @@ extension DatabaseValueConvertible {
         _ db: Database, cachedSQL sql: String, arguments: StatementArguments = StatementArguments()
     ) throws -> Self? {
         try fetchOne(db.cachedStatement(sql: sql), arguments: arguments)
+    }
+
+    /// The first column of every row (NULLs fail, as GRDB's `fetchAll`).
+    public static func fetchAll(
+        _ db: Database, cachedSQL sql: String, arguments: StatementArguments = StatementArguments()
+    ) throws -> [Self] {
+        try fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
     }
 }

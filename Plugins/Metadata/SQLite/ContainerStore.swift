@@ -55,11 +55,11 @@ public struct ContainerView: ContainerStore {
 
     static func load(_ db: Database, _ namespace: String, _ id: String) throws -> ContainerRecord? {
         guard let row = try Row.fetchOne(
-            db, sql: "SELECT * FROM containers WHERE namespace = ? AND id = ?", arguments: [namespace, id])
+            db, cachedSQL: "SELECT * FROM containers WHERE namespace = ? AND id = ?", arguments: [namespace, id])
         else { return nil }
         var extensions: [String: TypedValue] = [:]
         for ext in try Row.fetchAll(
-            db, sql: "SELECT name, type_url, value FROM container_extensions WHERE namespace = ? AND id = ?",
+            db, cachedSQL: "SELECT name, type_url, value FROM container_extensions WHERE namespace = ? AND id = ?",
             arguments: [namespace, id])
         {
             extensions[ext["name"]] = TypedValue(typeURL: ext["type_url"], value: [UInt8](ext["value"] as Data? ?? Data()))
@@ -88,7 +88,7 @@ public struct ContainerView: ContainerStore {
 
     /// Writes every column and child row of `c` (replacing what was there).
     static func write(_ db: Database, _ namespace: String, _ c: ContainerRecord) throws {
-        try db.execute(
+        try db.run(
             sql: """
                 INSERT OR REPLACE INTO containers (namespace, id, image, runtime_name, runtime_options_type,
                     runtime_options, spec_type, spec, snapshotter, snapshot_key, created_at, updated_at)
@@ -99,12 +99,12 @@ public struct ContainerView: ContainerStore {
                 c.runtimeOptions.map { Data($0.value) }, c.spec?.typeURL, c.spec.map { Data($0.value) }, c.snapshotter,
                 c.snapshotKey, c.createdAt.timeIntervalSince1970, c.updatedAt.timeIntervalSince1970,
             ])
-        try db.execute(sql: "DELETE FROM container_labels WHERE namespace = ? AND id = ?", arguments: [namespace, c.id])
+        try db.run(sql: "DELETE FROM container_labels WHERE namespace = ? AND id = ?", arguments: [namespace, c.id])
         try labelRows.insert(db, namespace, c.id, c.labels)
-        try db.execute(
+        try db.run(
             sql: "DELETE FROM container_extensions WHERE namespace = ? AND id = ?", arguments: [namespace, c.id])
         for (name, value) in c.extensions {
-            try db.execute(
+            try db.run(
                 sql: "INSERT INTO container_extensions (namespace, id, name, type_url, value) VALUES (?, ?, ?, ?, ?)",
                 arguments: [namespace, c.id, name, value.typeURL, Data(value.value)])
         }
@@ -121,7 +121,7 @@ public struct ContainerView: ContainerStore {
     public func list(_ filter: Filter) async throws(BerthError) -> [ContainerRecord] {
         let namespace = try RequestContext.requireNamespace()
         let all = try await store.read { db in
-            try String.fetchAll(db, sql: "SELECT id FROM containers WHERE namespace = ? ORDER BY id", arguments: [namespace])
+            try String.fetchAll(db, cachedSQL: "SELECT id FROM containers WHERE namespace = ? ORDER BY id", arguments: [namespace])
                 .compactMap { try Self.load(db, namespace, $0) }
         }
         return all.filter { filter.matches($0.filterAdaptor) }
@@ -201,7 +201,7 @@ public struct ContainerView: ContainerStore {
     public func delete(_ id: String) async throws(BerthError) {
         let namespace = try RequestContext.requireNamespace()
         try await store.write { db in
-            try db.execute(sql: "DELETE FROM containers WHERE namespace = ? AND id = ?", arguments: [namespace, id])
+            try db.run(sql: "DELETE FROM containers WHERE namespace = ? AND id = ?", arguments: [namespace, id])
             if db.changesCount == 0 { throw BerthError.notFound("container \(id)") }
         }
         await store.mutated(deletion: true)
@@ -211,13 +211,13 @@ public struct ContainerView: ContainerStore {
     static func gcRoots(_ db: Database, _ namespace: String) throws -> [SnapshotGC.Node] {
         var roots: [SnapshotGC.Node] = []
         for row in try Row.fetchAll(
-            db, sql: "SELECT snapshotter, snapshot_key FROM containers WHERE namespace = ? AND snapshot_key != ''",
+            db, cachedSQL: "SELECT snapshotter, snapshot_key FROM containers WHERE namespace = ? AND snapshot_key != ''",
             arguments: [namespace])
         {
             roots.append(.snapshot(row[0], row[1]))
         }
         for row in try Row.fetchAll(
-            db, sql: "SELECT key, value FROM container_labels WHERE namespace = ? AND key LIKE ?",
+            db, cachedSQL: "SELECT key, value FROM container_labels WHERE namespace = ? AND key LIKE ?",
             arguments: [namespace, "containerd.io/gc.ref.%"])
         {
             if let node = SnapshotGC.reference(row[0], row[1]) { roots.append(node) }

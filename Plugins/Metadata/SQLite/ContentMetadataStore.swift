@@ -16,7 +16,7 @@ public struct ContentView: ContentMetadata {
 
     static func info(_ db: Database, _ namespace: String, _ digest: Digest) throws -> ContentInfo? {
         guard let row = try Row.fetchOne(
-            db, sql: "SELECT size, created_at, updated_at FROM content WHERE namespace = ? AND digest = ?",
+            db, cachedSQL: "SELECT size, created_at, updated_at FROM content WHERE namespace = ? AND digest = ?",
             arguments: [namespace, digest.description])
         else { return nil }
         return ContentInfo(
@@ -47,7 +47,7 @@ public struct ContentView: ContentMetadata {
                 throw BerthError.notFound("content digest \(info.digest)")
             }
             try LabelRows.content.apply(db, namespace, info.digest.description, info.labels, paths: paths)
-            try db.execute(
+            try db.run(
                 sql: "UPDATE content SET updated_at = ? WHERE namespace = ? AND digest = ?",
                 arguments: [Date().timeIntervalSince1970, namespace, info.digest.description])
             return try Self.info(db, namespace, info.digest)
@@ -67,7 +67,7 @@ public struct ContentView: ContentMetadata {
             var currentText = ""
             let rows = try Row.fetchCursor(
                 db,
-                sql: """
+                cachedSQL: """
                     SELECT c.digest, c.size, c.created_at, c.updated_at, l.key, l.value FROM content c
                     LEFT JOIN content_labels l ON l.namespace = c.namespace AND l.digest = c.digest
                     WHERE c.namespace = ? ORDER BY c.digest
@@ -98,7 +98,7 @@ public struct ContentView: ContentMetadata {
     public func delete(_ digest: Digest) async throws(BerthError) {
         let namespace = try RequestContext.requireNamespace()
         try await store.write { db in
-            try db.execute(
+            try db.run(
                 sql: "DELETE FROM content WHERE namespace = ? AND digest = ?", arguments: [namespace, digest.description])
             if db.changesCount == 0 { throw BerthError.notFound("content digest \(digest)") }
         }
@@ -168,7 +168,7 @@ public struct ContentView: ContentMetadata {
             let now = Date().timeIntervalSince1970
             try ensureNamespace(db, namespace, now: now)
             if try Self.info(db, namespace, digest) != nil { throw BerthError.alreadyExists("content \(digest)") }
-            try db.execute(
+            try db.run(
                 sql: "INSERT INTO content (namespace, digest, size, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
                 arguments: [namespace, digest.description, size, now, now])
             try LabelRows.content.insert(db, namespace, digest.description, labels)

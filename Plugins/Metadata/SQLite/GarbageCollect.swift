@@ -21,7 +21,7 @@ public struct GCView: GarbageCollector {
         var stats = try await store.write { db in
             var stats = GCStats()
             stats.removedLeases = try Self.removeExpiredLeases(db, now: startedAt)
-            for namespace in try String.fetchAll(db, sql: "SELECT name FROM namespaces") {
+            for namespace in try String.fetchAll(db, cachedSQL: "SELECT name FROM namespaces") {
                 let removed = try SnapshotGC.sweepNamespace(db, namespace)
                 stats.removedContent += removed.content
                 stats.removedSnapshots += removed.snapshots
@@ -31,7 +31,7 @@ public struct GCView: GarbageCollector {
         // A commit between the backend's rename and its database row must not lose its blob: skip the blob sweep
         // while one is pending, and never remove a blob created after this collection started.
         if let backend = store.backend, await store.pendingCommits == 0 {
-            let referenced = Set(try await store.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT digest FROM content") })
+            let referenced = Set(try await store.read { db in try String.fetchAll(db, cachedSQL: "SELECT DISTINCT digest FROM content") })
             for blob in try await backend.walk()
             where !referenced.contains(blob.digest.description) && blob.createdAt < startedAt {
                 do {
@@ -49,10 +49,10 @@ public struct GCView: GarbageCollector {
 
     static func removeExpiredLeases(_ db: Database, now: Date) throws -> Int {
         var removed = 0
-        let rows = try Row.fetchAll(db, sql: "SELECT namespace, id, value FROM lease_labels WHERE key = ?", arguments: [GCLabels.expire])
+        let rows = try Row.fetchAll(db, cachedSQL: "SELECT namespace, id, value FROM lease_labels WHERE key = ?", arguments: [GCLabels.expire])
         for row in rows {
             guard let expiry = parseRFC3339(row["value"]), expiry < now else { continue }
-            try db.execute(
+            try db.run(
                 sql: "DELETE FROM leases WHERE namespace = ? AND id = ?", arguments: [row["namespace"] as String, row["id"] as String])
             removed += db.changesCount
         }

@@ -9,7 +9,7 @@ public struct ImageView: ImageStore {
     static func load(_ db: Database, _ namespace: String, _ name: String) throws -> ImageRecord? {
         guard let row = try Row.fetchOne(
             db,
-            sql: "SELECT media_type, digest, size, annotations, created_at, updated_at FROM images WHERE namespace = ? AND name = ?",
+            cachedSQL: "SELECT media_type, digest, size, annotations, created_at, updated_at FROM images WHERE namespace = ? AND name = ?",
             arguments: [namespace, name])
         else { return nil }
         let annotations = (try? JSONDecoder().decode([String: String].self, from: Data((row["annotations"] as String).utf8))) ?? [:]
@@ -43,7 +43,7 @@ public struct ImageView: ImageStore {
     public func list(_ filter: Filter) async throws(BerthError) -> [ImageRecord] {
         let namespace = try RequestContext.requireNamespace()
         let images = try await store.read { db in
-            try String.fetchAll(db, sql: "SELECT name FROM images WHERE namespace = ? ORDER BY name", arguments: [namespace])
+            try String.fetchAll(db, cachedSQL: "SELECT name FROM images WHERE namespace = ? ORDER BY name", arguments: [namespace])
                 .compactMap { try Self.load(db, namespace, $0) }
         }
         return images.filter { image in
@@ -64,7 +64,7 @@ public struct ImageView: ImageStore {
             if try Self.load(db, namespace, image.name) != nil {
                 throw BerthError.alreadyExists("image \"\(image.name)\"")
             }
-            try db.execute(
+            try db.run(
                 sql: """
                     INSERT INTO images (namespace, name, media_type, digest, size, annotations, created_at, updated_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -95,18 +95,18 @@ public struct ImageView: ImageStore {
             let now = Date().timeIntervalSince1970
             try LabelRows.images.apply(db, namespace, image.name, image.labels, paths: paths)
             if paths.contains("target") {
-                try db.execute(
+                try db.run(
                     sql: "UPDATE images SET media_type = ?, digest = ?, size = ?, annotations = ? WHERE namespace = ? AND name = ?",
                     arguments: [
                         image.target.mediaType, image.target.digest.description, image.target.size,
                         Self.annotationsJSON(image.target.annotations), namespace, image.name,
                     ])
             } else if paths.contains("annotations") {
-                try db.execute(
+                try db.run(
                     sql: "UPDATE images SET annotations = ? WHERE namespace = ? AND name = ?",
                     arguments: [Self.annotationsJSON(image.target.annotations), namespace, image.name])
             }
-            try db.execute(
+            try db.run(
                 sql: "UPDATE images SET updated_at = ? WHERE namespace = ? AND name = ?",
                 arguments: [now, namespace, image.name])
             return try Self.load(db, namespace, image.name)
@@ -119,7 +119,7 @@ public struct ImageView: ImageStore {
     public func delete(_ name: String) async throws(BerthError) {
         let namespace = try RequestContext.requireNamespace()
         try await store.write { db in
-            try db.execute(sql: "DELETE FROM images WHERE namespace = ? AND name = ?", arguments: [namespace, name])
+            try db.run(sql: "DELETE FROM images WHERE namespace = ? AND name = ?", arguments: [namespace, name])
             if db.changesCount == 0 { throw BerthError.notFound("image \"\(name)\"") }
         }
         await store.mutated(deletion: true)

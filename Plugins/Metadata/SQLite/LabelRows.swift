@@ -11,7 +11,7 @@ struct LabelRows {
     func load(_ db: Database, _ namespace: String, _ id: String) throws -> [String: String] {
         var labels: [String: String] = [:]
         for row in try Row.fetchAll(
-            db, sql: "SELECT key, value FROM \(table) WHERE namespace = ? AND \(idColumn) = ?",
+            db, cachedSQL: "SELECT key, value FROM \(table) WHERE namespace = ? AND \(idColumn) = ?",
             arguments: [namespace, id])
         {
             labels[row["key"]] = row["value"]

@@ -47,7 +47,7 @@ public struct LeaseView: LeaseManager {
     public func list(_ filter: Filter) async throws(BerthError) -> [Lease] {
         let namespace = try RequestContext.requireNamespace()
         let leases = try await store.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, created_at FROM leases WHERE namespace = ? ORDER BY id", arguments: [namespace])
+            try Row.fetchAll(db, cachedSQL: "SELECT id, created_at FROM leases WHERE namespace = ? ORDER BY id", arguments: [namespace])
                 .map { row in
                     let id: String = row["id"]
                     return Lease(
@@ -107,7 +107,7 @@ public struct LeaseView: LeaseManager {
         return try await store.read { db in
             try Self.requireLease(db, namespace, lease)
             return try Row.fetchAll(
-                db, sql: "SELECT type, id FROM lease_resources WHERE namespace = ? AND lease = ? ORDER BY type, id",
+                db, cachedSQL: "SELECT type, id FROM lease_resources WHERE namespace = ? AND lease = ? ORDER BY type, id",
                 arguments: [namespace, lease]
             ).map { LeaseResource(id: $0["id"], type: $0["type"]) }
         }

@@ -40,7 +40,7 @@ public actor MetadataStore: NamespaceStore, Closable {
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Schema.migrator.migrate(pool)
             let next = try pool.read { db in
-                (try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM snapshots") ?? 0) + 1
+                (try Int64.fetchOne(db, cachedSQL: "SELECT MAX(id) FROM snapshots") ?? 0) + 1
             }
             snapshotState.values.withLock { $0.next = next }
         } catch {
@@ -83,14 +83,14 @@ public actor MetadataStore: NamespaceStore, Closable {
         try await write { db in
             let now = Date().timeIntervalSince1970
             do {
-                try db.execute(
+                try db.run(
                     sql: "INSERT INTO namespaces (name, created_at, updated_at) VALUES (?, ?, ?)",
                     arguments: [name, now, now])
             } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                 throw BerthError.alreadyExists("namespace \"\(name)\"")
             }
             for (key, value) in labels {
-                try db.execute(
+                try db.run(
                     sql: "INSERT INTO namespace_labels (namespace, key, value) VALUES (?, ?, ?)",
                     arguments: [name, key, value])
             }
@@ -105,7 +105,7 @@ public actor MetadataStore: NamespaceStore, Closable {
     static func labels(_ db: Database, _ name: String) throws -> [String: String] {
         var labels: [String: String] = [:]
         for row in try Row.fetchAll(
-            db, sql: "SELECT key, value FROM namespace_labels WHERE namespace = ?", arguments: [name])
+            db, cachedSQL: "SELECT key, value FROM namespace_labels WHERE namespace = ?", arguments: [name])
         {
             labels[row["key"]] = row["value"]
         }
@@ -114,7 +114,7 @@ public actor MetadataStore: NamespaceStore, Closable {
 
     public func exists(_ name: String) async throws(BerthError) -> Bool {
         try await read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM namespaces WHERE name = ?)", arguments: [name])
+            try Bool.fetchOne(db, cachedSQL: "SELECT EXISTS (SELECT 1 FROM namespaces WHERE name = ?)", arguments: [name])
                 ?? false
         }
     }
@@ -141,26 +141,26 @@ public actor MetadataStore: NamespaceStore, Closable {
         let replace = replaceAll
         return try await write { db in
             let now = Date().timeIntervalSince1970
-            try db.execute(
+            try db.run(
                 sql: """
                     INSERT INTO namespaces (name, created_at, updated_at) VALUES (?, ?, ?)
                     ON CONFLICT(name) DO UPDATE SET updated_at = excluded.updated_at
                     """, arguments: [name, now, now])
             if replace {
-                try db.execute(sql: "DELETE FROM namespace_labels WHERE namespace = ?", arguments: [name])
+                try db.run(sql: "DELETE FROM namespace_labels WHERE namespace = ?", arguments: [name])
                 for (key, value) in labels where !value.isEmpty {
-                    try db.execute(
+                    try db.run(
                         sql: "INSERT INTO namespace_labels (namespace, key, value) VALUES (?, ?, ?)",
                         arguments: [name, key, value])
                 }
             }
             for (key, value) in keys {
                 if let value, !value.isEmpty {
-                    try db.execute(
+                    try db.run(
                         sql: "INSERT OR REPLACE INTO namespace_labels (namespace, key, value) VALUES (?, ?, ?)",
                         arguments: [name, key, value])
                 } else {
-                    try db.execute(
+                    try db.run(
                         sql: "DELETE FROM namespace_labels WHERE namespace = ? AND key = ?", arguments: [name, key])
                 }
             }
@@ -169,7 +169,7 @@ public actor MetadataStore: NamespaceStore, Closable {
     }
 
     public func list() async throws(BerthError) -> [String] {
-        try await read { db in try String.fetchAll(db, sql: "SELECT name FROM namespaces ORDER BY name") }
+        try await read { db in try String.fetchAll(db, cachedSQL: "SELECT name FROM namespaces ORDER BY name") }
     }
 
     public func delete(_ name: String) async throws(BerthError) {
@@ -181,14 +181,14 @@ public actor MetadataStore: NamespaceStore, Closable {
         let external = holds
         try await write { db in
             guard try Bool.fetchOne(
-                db, sql: "SELECT EXISTS (SELECT 1 FROM namespaces WHERE name = ?)", arguments: [name]) == true
+                db, cachedSQL: "SELECT EXISTS (SELECT 1 FROM namespaces WHERE name = ?)", arguments: [name]) == true
             else {
                 throw BerthError.notFound("namespace \"\(name)\"")
             }
             var still = external
             for (table, what) in Schema.namespacedTables {
                 if try Bool.fetchOne(
-                    db, sql: "SELECT EXISTS (SELECT 1 FROM \(table) WHERE namespace = ?)", arguments: [name]) == true
+                    db, cachedSQL: "SELECT EXISTS (SELECT 1 FROM \(table) WHERE namespace = ?)", arguments: [name]) == true
                 {
                     still.append(what)
                 }
@@ -197,7 +197,7 @@ public actor MetadataStore: NamespaceStore, Closable {
                 throw BerthError.failedPrecondition(
                     "namespace \"\(name)\" must be empty, but it still has \(still.joined(separator: ", "))")
             }
-            try db.execute(sql: "DELETE FROM namespaces WHERE name = ?", arguments: [name])
+            try db.run(sql: "DELETE FROM namespaces WHERE name = ?", arguments: [name])
         }
         mutated(deletion: true)
     }

@@ -36,16 +36,16 @@ enum SnapshotGC {
     static func sweepNamespace(_ db: Database, _ namespace: String) throws -> (content: Int, snapshots: Int) {
         let refPattern = "containerd.io/gc.ref.%"
         var roots: [Node] = try String.fetchAll(
-            db, sql: "SELECT digest FROM images WHERE namespace = ?", arguments: [namespace]
+            db, cachedSQL: "SELECT digest FROM images WHERE namespace = ?", arguments: [namespace]
         ).map { .content($0) }
         for row in try Row.fetchAll(
-            db, sql: "SELECT key, value FROM image_labels WHERE namespace = ? AND key LIKE ?",
+            db, cachedSQL: "SELECT key, value FROM image_labels WHERE namespace = ? AND key LIKE ?",
             arguments: [namespace, GCLabels.snapshotRefPrefix + "%"])
         {
             if case .snapshot(let ss, let key)? = reference(row[0], row[1]) { roots.append(.snapshot(ss, key)) }
         }
         for row in try Row.fetchAll(
-            db, sql: "SELECT type, id FROM lease_resources WHERE namespace = ?", arguments: [namespace])
+            db, cachedSQL: "SELECT type, id FROM lease_resources WHERE namespace = ?", arguments: [namespace])
         {
             let (type, id): (String, String) = (row[0], row[1])
             if type == "content" {
@@ -55,7 +55,7 @@ enum SnapshotGC {
             }
         }
         roots += try String.fetchAll(
-            db, sql: "SELECT digest FROM content_labels WHERE namespace = ? AND key = ?",
+            db, cachedSQL: "SELECT digest FROM content_labels WHERE namespace = ? AND key = ?",
             arguments: [namespace, GCLabels.root]
         ).map { .content($0) }
         roots += try containerRoots(db, namespace)
@@ -63,7 +63,7 @@ enum SnapshotGC {
         // Edges: content labels; snapshot parents and labels. Loaded once per namespace.
         var edges: [Node: [Node]] = [:]
         for row in try Row.fetchAll(
-            db, sql: "SELECT digest, key, value FROM content_labels WHERE namespace = ? AND key LIKE ?",
+            db, cachedSQL: "SELECT digest, key, value FROM content_labels WHERE namespace = ? AND key LIKE ?",
             arguments: [namespace, refPattern])
         {
             if let target = reference(row[1], row[2]) { edges[.content(row[0]), default: []].append(target) }
@@ -71,7 +71,7 @@ enum SnapshotGC {
         var snapshotIDs: [Node: Int64] = [:]
         var nodeByID: [Int64: Node] = [:]
         for row in try Row.fetchAll(
-            db, sql: "SELECT id, snapshotter, key, parent FROM snapshots WHERE namespace = ?", arguments: [namespace])
+            db, cachedSQL: "SELECT id, snapshotter, key, parent FROM snapshots WHERE namespace = ?", arguments: [namespace])
         {
             let (id, snapshotter, key, parent): (Int64, String, String, String) = (row[0], row[1], row[2], row[3])
             let node = Node.snapshot(snapshotter, key)
@@ -81,7 +81,7 @@ enum SnapshotGC {
         }
         for row in try Row.fetchAll(
             db,
-            sql: """
+            cachedSQL: """
                 SELECT l.snapshot, l.key, l.value FROM snapshot_labels l JOIN snapshots s ON s.id = l.snapshot
                 WHERE s.namespace = ? AND (l.key = ? OR l.key LIKE ?)
                 """, arguments: [namespace, GCLabels.root, refPattern])
@@ -103,14 +103,14 @@ enum SnapshotGC {
         }
 
         var removedContent = 0
-        for digest in try String.fetchAll(db, sql: "SELECT digest FROM content WHERE namespace = ?", arguments: [namespace])
+        for digest in try String.fetchAll(db, cachedSQL: "SELECT digest FROM content WHERE namespace = ?", arguments: [namespace])
         where !marked.contains(.content(digest)) {
-            try db.execute(sql: "DELETE FROM content WHERE namespace = ? AND digest = ?", arguments: [namespace, digest])
+            try db.run(sql: "DELETE FROM content WHERE namespace = ? AND digest = ?", arguments: [namespace, digest])
             removedContent += 1
         }
         var removedSnapshots = 0
         for (node, id) in snapshotIDs where !marked.contains(node) {
-            try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [id])
+            try db.run(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [id])
             removedSnapshots += 1
         }
         return (removedContent, removedSnapshots)
@@ -125,7 +125,7 @@ enum SnapshotGC {
         let infos = try await backend.walk(.all)
         let inflight = store.inflightSnapshots
         let rows = try await store.read { db in
-            Set(try String.fetchAll(db, sql: "SELECT backend_key FROM snapshots WHERE snapshotter = ?", arguments: [name]))
+            Set(try String.fetchAll(db, cachedSQL: "SELECT backend_key FROM snapshots WHERE snapshotter = ?", arguments: [name]))
         }
         var children: [String: Int] = [:]
         var parentOf: [String: String] = [:]
