@@ -40,7 +40,7 @@ let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
     ("BerthWalkingDiffer", "Plugins/Differ/Walking", ["BerthArchive", "BerthOCI"]),
     ("BerthDiffService", "Plugins/Services/Diff", ["BerthGRPC", "BerthAPI"]),
     // Containers and tasks (issue "Containers and tasks"): runtime v2 (shims over ttrpc) and the two services.
-    ("BerthRuntimeV2", "Plugins/Runtime/V2", ["BerthTTRPC", "BerthAPI"]),
+    ("BerthRuntimeV2", "Plugins/Runtime/V2", ["BerthTTRPC", "BerthAPI", .product(name: "Crypto", package: "swift-crypto")]),
     ("BerthContainersService", "Plugins/Services/Containers", ["BerthGRPC", "BerthAPI"]),
     ("BerthTasksService", "Plugins/Services/Tasks", ["BerthGRPC", "BerthAPI"]),
     // Transfers (issue "Images"): pull, push, import and export in the daemon, with progress over streams.

@@ -85,6 +85,14 @@ enum UnixSocket {
     }
 }
 
+/// Unix sockets for ttrpc peers made outside a `TTRPCServer`.
+public enum TTRPCSocket {
+    /// A listening socket at `path` (close-on-exec, a stale socket file replaced) for a shim to inherit as fd 3.
+    public static func listen(path: String, mode: mode_t = 0o600) throws(TTRPCError) -> Int32 {
+        try UnixSocket.listen(path: path, mode: mode)
+    }
+}
+
 /// Starts a detached thread running `body` (readers block in recv, so they do not use the concurrency pool).
 func spawnThread(_ body: @escaping @Sendable () -> Void) throws(TTRPCError) {
     do {

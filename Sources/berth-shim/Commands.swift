@@ -2,7 +2,9 @@
 //   berth-shim -namespace NS -address DAEMON_SOCK -publish-binary BIN -id ID [-bundle DIR] [-debug] start|delete
 // `start` creates the shim socket, re-executes itself as the long-lived shim (new session, the listening socket
 // as fd 3), writes `address` in the bundle (the working directory) and prints the address. `delete` cleans up
-// after a dead shim and prints a DeleteResponse. Without an action the process is the long-lived shim.
+// after a dead shim and prints a DeleteResponse. Without an action the process is the long-lived shim; with
+// `-detach` it first leaves its parent (fork, the parent exits 0, the child starts a new session): berthd starts
+// berth-shim that way, having made the socket and `address` itself, which saves `start`'s second process.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,6 +20,7 @@ struct ShimFlags: Sendable {
     var bundle = ""
     var socket = ""
     var debug = false
+    var detach = false
     var action = ""
 
     /// Go flag syntax: `-name value`, `--name value`, `-name=value`; flags end at the first positional argument.
@@ -36,8 +39,9 @@ struct ShimFlags: Sendable {
                 value = String(name[name.index(after: eq)...])
                 name = String(name[..<eq])
             }
-            if name == "debug" || name == "v" {
+            if name == "debug" || name == "v" || name == "detach" {
                 if name == "debug" { flags.debug = value != "false" }
+                if name == "detach" { flags.detach = value != "false" }
                 index += 1
                 continue
             }

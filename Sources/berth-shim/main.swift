@@ -18,6 +18,11 @@ func fail(_ message: String) -> Never {
 let flags: ShimFlags
 do { flags = try ShimFlags.parse(Array(CommandLine.arguments.dropFirst())) } catch { fail("berth-shim: \(error.message)") }
 if flags.namespace.isEmpty { fail("shim namespace cannot be empty") }
+// Before anything starts a thread: the process forks here.
+if flags.detach && flags.action.isEmpty {
+    let detached = berth_shim_detach()
+    if detached != 0 { fail("berth-shim: detach: \(String(cString: strerror(-detached)))") }
+}
 
 switch flags.action {
 case "start":

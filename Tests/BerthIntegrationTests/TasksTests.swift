@@ -242,4 +242,40 @@ import Testing
             #expect(try await S.ctr(d, ns, ["containers", "rm", "host"]).succeeded)
         }
     }
+
+    /// berthd starts berth-shim without its `start` command: the shim detaches itself (not berthd's child, leader
+    /// of its own session, `-detach` on its command line). Tasks that name a shim group still go through `start`,
+    /// which finds the group's shim, so two of them share one process.
+    @Test func berthShimStartsDetachedAndGroupsShareAShim() async throws {
+        try await withSetup(shim: binDirectory + "/berth-shim") { d, ns, rootfs in
+            #expect(try await S.ctr(d, ns, ["run", "-d", "--rootfs", rootfs, "solo", "/bin/sleep", "1000"]).succeeded)
+            let solo = S.shimPids(d)
+            #expect(solo.count == 1, "\(solo)")
+            for pid in solo {
+                let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+                let parent = status.split(separator: "\n").first { $0.hasPrefix("PPid:") }?.split(separator: "\t").last
+                #expect(parent.flatMap { Int32($0) } != d.process.processIdentifier, "\(status)")
+                #expect(getsid(pid) == pid)
+                let cmdline = String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data(), as: UTF8.self)
+                #expect(cmdline.contains("-detach") && !cmdline.contains("start"), "\(cmdline)")
+            }
+            for id in ["g1", "g2"] {
+                let run = try await S.ctr(d, ns, ["run", "-d", "--annotation", "io.containerd.runc.v2.group=grp", "--rootfs", rootfs, id, "/bin/sleep", "1000"])
+                #expect(run.succeeded, "\(run.stderr)")
+            }
+            let all = S.shimPids(d)
+            #expect(all.count == 2, "one shim for solo, one for the group: \(all)")
+            let tasks = try await S.offPool { try S.tasks(d, namespace: ns) }
+            #expect(["solo", "g1", "g2"].allSatisfy { tasks[$0]?.status == "RUNNING" }, "\(tasks)")
+            for id in ["solo", "g1", "g2"] {
+                _ = try await S.ctr(d, ns, ["tasks", "kill", "-s", "KILL", id])
+                let stopped = try await S.eventually { try S.tasks(d, namespace: ns)[id]?.status == "STOPPED" }
+                #expect(stopped, "\(id)")
+                #expect(try await S.ctr(d, ns, ["tasks", "rm", id]).succeeded)
+                #expect(try await S.ctr(d, ns, ["containers", "rm", id]).succeeded)
+            }
+            let clean = try await S.eventually { S.shimPids(d).isEmpty }
+            #expect(clean, "shims left: \(S.shimPids(d))")
+        }
+    }
 }

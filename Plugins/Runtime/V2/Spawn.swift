@@ -34,10 +34,10 @@ enum Spawn {
     }()
 
     /// Runs `path` with `arguments` in `cwd`, `stdin` bytes as its standard input, and `environment` added to
-    /// berthd's; killed (SIGKILL) when `timeout` passes.
+    /// berthd's; killed (SIGKILL) when `timeout` passes. A `listener` becomes the child's fd 3.
     static func run(
         _ path: String, _ arguments: [String], cwd: String?, environment: [String: String] = [:],
-        stdin: [UInt8] = [], timeout: Duration, scratch: String
+        stdin: [UInt8] = [], listener: Int32? = nil, timeout: Duration, scratch: String
     ) async throws(BerthError) -> Result {
         let base = "\(scratch)/.spawn-\(getpid())-\(UInt64.random(in: 0..<UInt64.max))"
         let inPath = base + ".in", outPath = base + ".out", errPath = base + ".err"
@@ -51,7 +51,7 @@ enum Spawn {
         for (key, value) in environment { env[key] = value }
         let pid = try spawn(
             path, arguments, cwd: cwd, env: env.map { "\($0.key)=\($0.value)" }, stdin: inPath, stdout: outPath,
-            stderr: errPath)
+            stderr: errPath, listener: listener)
         let status = await waitExit(pid, timeout: timeout)
         let out = (FileManager.default.contents(atPath: outPath)).map { [UInt8]($0) } ?? []
         let err = (FileManager.default.contents(atPath: errPath)).map { [UInt8]($0) } ?? []
@@ -60,7 +60,7 @@ enum Spawn {
 
     static func spawn(
         _ path: String, _ arguments: [String], cwd: String?, env: [String], stdin: String, stdout: String,
-        stderr: String
+        stderr: String, listener: Int32? = nil
     ) throws(BerthError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -68,7 +68,8 @@ enum Spawn {
         posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        _ = addCloseFrom?(&actions, 3)
+        if let listener { posix_spawn_file_actions_adddup2(&actions, listener, 3) }
+        _ = addCloseFrom?(&actions, listener == nil ? 3 : 4)
         if let cwd {
             guard let addChdir else { throw .internalError("posix_spawn_file_actions_addchdir_np is unavailable") }
             _ = addChdir(&actions, cwd)

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CBerthShim.h"
 #include <elf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +22,30 @@
 #include <termios.h>
 #include <time.h>
 #include <pthread.h>
+
+int berth_shim_detach(void) {
+    DIR *tasks = opendir("/proc/self/task");
+    if (tasks == NULL) return -errno;
+    int threads = 0;
+    struct dirent *entry;
+    while ((entry = readdir(tasks)) != NULL) {
+        if (entry->d_name[0] != '.') threads++;
+    }
+    closedir(tasks);
+    if (threads != 1) return -EBUSY;
+    pid_t pid = fork();
+    if (pid < 0) return -errno;
+    if (pid > 0) _exit(0);
+    // The parent's standard streams were the starter's (files it removes): the shim keeps none of them.
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (null > 2) close(null);
+    }
+    return setsid() < 0 ? -errno : 0;
+}
 
 int berth_shim_set_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : -errno;

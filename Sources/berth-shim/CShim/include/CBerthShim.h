@@ -5,6 +5,9 @@
 #include <sys/types.h>
 #include <signal.h>
 
+/// Detaches a single-threaded process from its parent: forks, the parent exits 0 at once, the child starts a new
+/// session with /dev/null as its standard streams and returns 0. Refuses (-EBUSY) when the process has more than one thread.
+int berth_shim_detach(void);
 /// prctl(PR_SET_CHILD_SUBREAPER, 1).
 int berth_shim_set_subreaper(void);
 /// ioctl(TIOCSWINSZ) on a pty master.
