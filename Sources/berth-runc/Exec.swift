@@ -15,10 +15,11 @@ struct Exec {
                      "process-label", "apparmor", "cap,c", "preserve-fds", "cgroup"])
         guard let id = f.positional.first else { throw RuncError("\"exec\" requires a container id") }
         let record = try ContainerRecord.load(root: globals.root, id: id)
+        let spec = try record.spec(root: globals.root)
         let status = record.status(root: globals.root)
         if status == "stopped" { throw RuncError("cannot exec in a stopped container") }
         if status == "paused" && !f.has("ignore-paused") { throw RuncError("cannot exec in a paused container") }
-        let process = try buildProcess(f, record: record, command: Array(f.positional.dropFirst()))
+        let process = try buildProcess(f, record: record, spec: spec, command: Array(f.positional.dropFirst()))
         // A foreground terminal process without --console-socket gets its pty relayed to our stdio (as runc).
         var relay: [Int32] = [-1, -1]
         if process.terminal == true && f.value("console-socket") == nil {
@@ -44,7 +45,7 @@ struct Exec {
         }
         plan.join_fds = CMem.array(joins)
         plan.njoin = Int32(joins.count)
-        try fillProcess(&plan, process, seccomp: record.config.linux?.seccomp, personality: record.config.linux?.personality)
+        try fillProcess(&plan, process, seccomp: spec.linux?.seccomp, personality: spec.linux?.personality)
         plan.console_fd = relay[1] >= 0 ? relay[1] : try connectConsole(f.value("console-socket"))
         plan.preserve_fds = Int32(f.value("preserve-fds") ?? "0") ?? 0
         if record.noNewKeyring != true { plan.session_keyring = CMem.str("_ses." + id) }
@@ -52,7 +53,7 @@ struct Exec {
         spawner.onSeccompListener = { pid, fd in
             var r = record
             r.pid = pid
-            try SeccompCompiler.sendListener(fd, record.config.linux?.seccomp, state: r)
+            try SeccompCompiler.sendListener(fd, spec.linux?.seccomp, state: r)
         }
         let pid = try spawner.spawn(&plan)
         for fd in joins { close(fd) }
@@ -77,7 +78,9 @@ struct Exec {
     }
 
     /// The process from --process, or the container's process with the command line and flags applied.
-    private func buildProcess(_ f: ParsedFlags, record: ContainerRecord, command: [String]) throws -> Spec.Process {
+    private func buildProcess(_ f: ParsedFlags, record: ContainerRecord, spec: Spec, command: [String]) throws
+        -> Spec.Process
+    {
         var p: Spec.Process
         if let path = f.value("process") {
             let data = path == "-" ? FileHandleLike.readStdin() : FileManager.default.contents(atPath: path)
@@ -87,7 +90,7 @@ struct Exec {
             }
         } else {
             guard !command.isEmpty else { throw RuncError("exec: no command given") }
-            p = record.config.process ?? Spec.Process()
+            p = spec.process ?? Spec.Process()
             p.args = command
             p.terminal = f.has("tty")
             p.env = (p.env ?? []) + f.all("env")

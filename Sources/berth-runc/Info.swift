@@ -153,15 +153,16 @@ enum Info {
             if let w = try i64("blkio-weight") { r.blockIO = Resources.BlockIO(weight: UInt16(clamping: w)) }
         }
         guard record.status(root: globals.root) != "stopped" else { throw RuncError("container not running") }
-        try record.cgroups.apply(r, devices: record.config.linux?.devices ?? [], initial: false)
-        var current = record.config.linux?.resources ?? Resources()
+        var spec = try record.spec(root: globals.root)
+        try record.cgroups.apply(r, devices: spec.linux?.devices ?? [], initial: false)
+        var current = spec.linux?.resources ?? Resources()
         if r.memory != nil { current.memory = r.memory }
         if r.cpu != nil { current.cpu = r.cpu }
         if r.pids != nil { current.pids = r.pids }
         if r.blockIO != nil { current.blockIO = r.blockIO }
-        if record.config.linux == nil { record.config.linux = Spec.Linux() }
-        record.config.linux?.resources = current
-        try record.save(root: globals.root)
+        if spec.linux == nil { spec.linux = Spec.Linux() }
+        spec.linux?.resources = current
+        try record.save(spec: spec, root: globals.root)
     }
 
     /// `events [--stats] [--interval D] ID`: one stats event (--stats), or a stream as runc's plain `events`: a stats

@@ -78,8 +78,8 @@ struct Lifecycle {
                     cgroups = cg
                 }
             }
-            return try createIn(dir: dir, id: id, spec: spec, process: process, bundle: bundle, rootfs: rootfs,
-                                cgroups: cg, o)
+            return try createIn(dir: dir, id: id, spec: spec, config: data, process: process, bundle: bundle,
+                                rootfs: rootfs, cgroups: cg, o)
         } catch {
             cgroups?.destroy()
             removeTree(dir)
@@ -87,8 +87,8 @@ struct Lifecycle {
         }
     }
 
-    private func createIn(dir: String, id: String, spec: Spec, process: Spec.Process, bundle: String, rootfs: String,
-                          cgroups: Cgroups, _ o: CreateOptions) throws -> ContainerRecord
+    private func createIn(dir: String, id: String, spec: Spec, config: Data, process: Spec.Process, bundle: String,
+                          rootfs: String, cgroups: Cgroups, _ o: CreateOptions) throws -> ContainerRecord
     {
         let fifo = dir + "/exec.fifo"
         let oldMask = umask(0)
@@ -173,7 +173,8 @@ struct Lifecycle {
         let hooks = spec.hooks
         let created = rfc3339(Date())
         var record = ContainerRecord(id: id, pid: 0, pidStartTime: 0, bundle: bundle, rootfs: rootfs, created: created,
-                                     annotations: spec.annotations, cgroups: cgroups, config: spec)
+                                     annotations: spec.annotations, cgroups: cgroups, hooks: hooks,
+                                     ownPidNamespace: ContainerRecord.hasOwnPidNamespace(spec))
         let wantHooks = !(hooks?.prestart ?? []).isEmpty || !(hooks?.createRuntime ?? []).isEmpty
             || !(hooks?.createContainer ?? []).isEmpty || !(hooks?.startContainer ?? []).isEmpty
         plan.run_hooks = wantHooks ? 1 : 0
@@ -213,6 +214,7 @@ struct Lifecycle {
             record.namespaces[ns.type] = ns.path ?? "/proc/\(pid)/ns/\(name)"
         }
         do {
+            try writeAtomically(ContainerRecord.directory(root: globals.root, id: id) + "/config.json", config)
             try record.save(root: globals.root)
             if let pidFile = o.pidFile { try writeAtomically(pidFile, Data("\(pid)".utf8), mode: 0o644) }
         } catch {
@@ -264,7 +266,7 @@ struct Lifecycle {
         }
         unlink(fifo)
         do {
-            try Hooks.run(record.config.hooks?.poststart, kind: "poststart", state: record.hookState(status: "running"))
+            try Hooks.run(record.hooks?.poststart, kind: "poststart", state: record.hookState(status: "running"))
         } catch {
             Log.warn("\(error)")
         }
@@ -293,7 +295,7 @@ struct Lifecycle {
     }
 
     func killAndWait(_ record: ContainerRecord) {
-        let sharedPid = !(record.config.linux?.namespaces ?? []).contains { $0.type == "pid" && ($0.path ?? "").isEmpty }
+        let sharedPid = record.ownPidNamespace != true
         if sharedPid {
             for p in record.cgroups.pids() { kill(p, SIGKILL) }
         }
@@ -310,7 +312,7 @@ struct Lifecycle {
     func destroy(_ record: ContainerRecord) {
         record.cgroups.destroy()
         do {
-            try Hooks.run(record.config.hooks?.poststop, kind: "poststop", state: record.hookState(status: "stopped"))
+            try Hooks.run(record.hooks?.poststop, kind: "poststop", state: record.hookState(status: "stopped"))
         } catch {
             Log.warn("\(error)")
         }

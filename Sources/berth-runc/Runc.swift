@@ -100,7 +100,7 @@ struct Runc {
             if opts.relayConsole >= 0 {
                 close(relay[1])
                 relay[1] = -1
-                if record.config.process?.terminal == true {
+                if try record.spec(root: globals.root).process?.terminal == true {
                     master = brc_recv_fd(relay[0])
                     if master < 0 {
                         life.killAndWait(record)

@@ -38,6 +38,36 @@ struct LifecycleTests {
         }
     }
 
+    /// berth-runc keeps the spec in config.json beside state.json; a record from before that (the spec inside
+    /// state.json, no hooks or pid-namespace fields) still starts, execs, is killed, deleted with its poststop hook.
+    @Test func recordWithTheSpecInsideStateStillWorks() throws {
+        try withBundle(["sleep", "60"]) { b in
+            let marker = b.dir + "/poststop-ran"
+            b.config["hooks"] = ["poststop": [["path": "/bin/sh", "args": ["sh", "-c", "touch \(marker)"]]]]
+            let rt = b.berth
+            let id = try b.prepare()
+            #expect(try rt("create", "--bundle", b.dir, id).status == 0)
+            let directory = rt.root + "/" + id
+            let stateData = try Data(contentsOf: URL(fileURLWithPath: directory + "/state.json"))
+            var state = try JSONSerialization.jsonObject(with: stateData) as? [String: Any] ?? [:]
+            #expect(state["hooks"] != nil && state["ownPidNamespace"] as? Bool == true, "\(state.keys)")
+            let configData = try Data(contentsOf: URL(fileURLWithPath: directory + "/config.json"))
+            state["config"] = try JSONSerialization.jsonObject(with: configData)
+            state["hooks"] = nil
+            state["ownPidNamespace"] = nil
+            try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: directory + "/state.json"))
+            try FileManager.default.removeItem(atPath: directory + "/config.json")
+
+            #expect(try rt("start", id).status == 0)
+            #expect(try rt.status(id) == "running")
+            let exec = try rt("exec", id, "echo", "from-exec")
+            #expect(exec.stdout == "from-exec\n", "\(exec.stderr)")
+            #expect(try rt("delete", "--force", id).status == 0)
+            #expect(try rt.status(id) == nil)
+            #expect(FileManager.default.fileExists(atPath: marker), "poststop hook of the old record did not run")
+        }
+    }
+
     @Test func deleteCreatedAndForceDeleteRunning() throws {
         try withBundle(["sleep", "60"]) { b in
             for rt in b.runtimes {
