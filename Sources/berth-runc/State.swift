@@ -21,7 +21,7 @@ struct ContainerRecord: Codable, Sendable {
     /// types cost more (about 1 ms) than the command's own work.
     var hooks: Spec.Hooks?
     var ownPidNamespace: Bool?
-    /// Records written before the spec moved out of state.json carry it here (read, never written).
+    /// Records written before the spec moved out of state.json carry it here; new records never do.
     var config: Spec?
     /// Namespace paths of the init process that exec joins (type → /proc/<pid>/ns/...).
     var namespaces: [String: String] = [:]

@@ -9,8 +9,7 @@ enum ShimSocket {
         let directory = (socket as NSString).deletingLastPathComponent + "/s"
         let base = directory.utf8.count + 66 < 108 ? directory : "/run/berth/s"
         let digest = SHA256.hash(data: Array("\(address)/\(namespace)/\(group)".utf8))
-        let hex = digest.map { byte in String(byte, radix: 16).count == 1 ? "0" + String(byte, radix: 16) : String(byte, radix: 16) }
-        return base + "/" + hex.joined()
+        return base + "/" + digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 
     /// Whether a spec names a shim group (containerd's runc group annotation or a CRI sandbox id): tasks of one

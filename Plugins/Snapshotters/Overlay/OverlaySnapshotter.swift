@@ -6,10 +6,10 @@ import BerthSnapshotStorage
 import Foundation
 
 /// containerd's overlay snapshotter (`snapshots/overlay/overlay.go`): `<root>/snapshots/<id>/fs` is a snapshot's
-/// upper directory and `work` the overlay work directory of an active one with parents. Mounts: a bind mount of `fs` without
-/// parents (read-only for a view), overlay of `upperdir` on the `lowerdir` chain (nearest parent first) for an active
-/// snapshot, a read-only bind of the parent's `fs` for a view of one parent, a lowerdir-only overlay for a view
-/// of several.
+/// upper directory and `work` the overlay work directory of an active one with parents. Mounts: a bind mount of
+/// `fs` without parents (read-only for a view), overlay of `upperdir` on the `lowerdir` chain (nearest parent
+/// first) for an active snapshot, a read-only bind of the parent's `fs` for a view of one parent, a lowerdir-only
+/// overlay for a view of several.
 public enum OverlaySnapshotter {
     /// containerd's label naming a snapshot's upper directory (with `upperdir_label`).
     public static let upperdirLabel = "containerd.io/snapshot/overlay.upperdir"
