@@ -40,7 +40,7 @@ let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
     ("BerthWalkingDiffer", "Plugins/Differ/Walking", ["BerthArchive", "BerthOCI"]),
     ("BerthDiffService", "Plugins/Services/Diff", ["BerthGRPC", "BerthAPI"]),
     // Containers and tasks (issue "Containers and tasks"): runtime v2 (shims over ttrpc) and the two services.
-    ("BerthRuntimeV2", "Plugins/Runtime/V2", ["BerthTTRPC", "BerthAPI", .product(name: "Crypto", package: "swift-crypto")]),
+    ("BerthRuntimeV2", "Plugins/Runtime/V2", ["BerthTTRPC", "BerthAPI"]),
     ("BerthContainersService", "Plugins/Services/Containers", ["BerthGRPC", "BerthAPI"]),
     ("BerthTasksService", "Plugins/Services/Tasks", ["BerthGRPC", "BerthAPI"]),
     // Transfers (issue "Images"): pull, push, import and export in the daemon, with progress over streams.
@@ -79,6 +79,8 @@ let package = Package(
         // Errors, plugin registry and graph, config, filters, identifiers, shared service protocols.
         // One pthread_create wrapper for berthd's core, ttrpc and berth-shim (no dependencies, no Foundation).
         .target(name: "BerthThreads", swiftSettings: swiftSettings),
+        // A small SHA-256 for short inputs (chain IDs, shim socket names): no crypto library in the shim or BerthOCI.
+        .target(name: "BerthSHA256", swiftSettings: swiftSettings),
         .target(
             name: "BerthCore",
             dependencies: ["BerthTOML", "BerthThreads", .product(name: "Logging", package: "swift-log")],
@@ -126,7 +128,7 @@ let package = Package(
         // ttrpc, containerd's small RPC protocol for shims: framing, client and server on unix sockets.
         .target(
             name: "BerthTTRPC",
-            dependencies: ["BerthThreads", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["BerthThreads", "BerthSHA256", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthTTRPCTests", dependencies: ["BerthTTRPC", "BerthAPI", "BerthTestSupport"],
@@ -163,7 +165,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         // OCI image types: descriptors, manifests, indexes, configs, media types, references, platforms.
-        .target(name: "BerthOCI", dependencies: ["BerthCore"], swiftSettings: swiftSettings),
+        .target(name: "BerthOCI", dependencies: ["BerthCore", "BerthSHA256"], swiftSettings: swiftSettings),
         // OCI distribution client: auth, hosts.toml, resolve, fetch, push.
         .target(
             name: "BerthRegistry",

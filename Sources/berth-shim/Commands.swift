@@ -67,21 +67,6 @@ struct ShimFlags: Sendable {
     }
 }
 
-/// Where shim sockets and runtime records live: `<dir of the daemon socket>/s`, like containerd's
-/// /run/containerd/s for /run/containerd/containerd.sock (/run/berth/s when that path would be too long).
-enum ShimPaths {
-    static func directory(address: String) -> String {
-        let socket = address.hasPrefix("unix://") ? String(address.dropFirst(7)) : address
-        let dir = dirname(socket) + "/s"
-        return dir.utf8.count + 66 < 108 ? dir : "/run/berth/s"
-    }
-
-    /// The shim socket for a grouping id (containerd's SocketAddress: sha256 of address/namespace/id).
-    static func socket(address: String, namespace: String, group: String) -> String {
-        directory(address: address) + "/" + SHA256.hex(Array("\(address)/\(namespace)/\(group)".utf8))
-    }
-}
-
 /// The runtime a container was created with, kept next to the shim sockets for the `delete` command (the bundle
 /// holds only what the runtime needs).
 enum RuntimeRecord {
@@ -110,7 +95,7 @@ enum ShimCommands {
         var group = flags.id
         if let spec = readFile(bundle + "/config.json") {
             let text = String(decoding: spec, as: UTF8.self)
-            for label in ["io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"] {
+            for label in ShimPaths.groupAnnotations {
                 if let value = JSONText.stringValue(text, key: label), !value.isEmpty {
                     group = value
                     break

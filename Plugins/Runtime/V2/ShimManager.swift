@@ -115,8 +115,13 @@ public actor ShimManager: TaskManager, Closable {
     func startShim(_ binary: String, bundle: Bundle, options: TypedValue?, spec: [UInt8]) async throws(BerthError)
         -> ShimTask
     {
-        if (binary as NSString).lastPathComponent == "berth-shim", !ShimSocket.namesGroup(spec) {
-            return try await startDetached(binary, bundle: bundle)
+        // A spec that names a shim group goes through `start`, which finds the group's shim (any mention of the
+        // annotation is enough: that path is always correct).
+        if (binary as NSString).lastPathComponent == "berth-shim" {
+            let text = String(decoding: spec, as: UTF8.self)
+            if !ShimPaths.groupAnnotations.contains(where: text.contains) {
+                return try await startDetached(binary, bundle: bundle)
+            }
         }
         var args = ["-id", bundle.id]
         if logger.logLevel <= .debug { args.append("-debug") }
@@ -136,7 +141,7 @@ public actor ShimManager: TaskManager, Closable {
     /// the long-lived shim with `-detach` and the socket as fd 3; that process forks and its parent exits. One
     /// process start less per task than `start`, which runs a second shim process.
     func startDetached(_ binary: String, bundle: Bundle) async throws(BerthError) -> ShimTask {
-        let path = ShimSocket.path(address: properties.grpcAddress, namespace: bundle.namespace, group: bundle.id)
+        let path = ShimPaths.socket(address: properties.grpcAddress, namespace: bundle.namespace, group: bundle.id)
         let address = "unix://" + path
         try FileSystem.makeDirectories((path as NSString).deletingLastPathComponent, mode: 0o711)
         let listener: Int32
