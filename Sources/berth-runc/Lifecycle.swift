@@ -21,8 +21,9 @@ struct Lifecycle {
         var relayConsole: Int32 = -1
     }
 
-    /// Creates the container and leaves its process blocked on exec.fifo. Returns the record.
-    func create(id: String, _ o: CreateOptions) throws -> ContainerRecord {
+    /// Creates the container and leaves its process blocked on exec.fifo. Returns the record and the spec (decoded
+    /// once here; the record keeps only what start and delete need of it).
+    func create(id: String, _ o: CreateOptions) throws -> (record: ContainerRecord, spec: Spec) {
         try ContainerRecord.validate(id: id)
         let bundle = o.bundle.hasPrefix("/") ? o.bundle : FileManager.default.currentDirectoryPath + "/" + o.bundle
         guard let data = FileManager.default.contents(atPath: bundle + "/config.json") else {
@@ -78,8 +79,9 @@ struct Lifecycle {
                     cgroups = cg
                 }
             }
-            return try createIn(dir: dir, id: id, spec: spec, config: data, process: process, bundle: bundle,
-                                rootfs: rootfs, cgroups: cg, o)
+            let record = try createIn(dir: dir, id: id, spec: spec, config: data, process: process, bundle: bundle,
+                                      rootfs: rootfs, cgroups: cg, o)
+            return (record, spec)
         } catch {
             cgroups?.destroy()
             removeTree(dir)

@@ -94,13 +94,13 @@ struct Runc {
                 opts.relayConsole = relay[1]
             }
             defer { for fd in relay where fd >= 0 { close(fd) } }
-            let record = try life.create(id: id, opts)
+            let (record, spec) = try life.create(id: id, opts)
             if command == "create" { return 0 }
             var master: Int32 = -1
             if opts.relayConsole >= 0 {
                 close(relay[1])
                 relay[1] = -1
-                if try record.spec(root: globals.root).process?.terminal == true {
+                if spec.process?.terminal == true {
                     master = brc_recv_fd(relay[0])
                     if master < 0 {
                         life.killAndWait(record)
