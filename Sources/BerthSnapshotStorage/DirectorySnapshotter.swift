@@ -8,7 +8,10 @@ import Synchronization
 /// What distinguishes one directory-per-snapshot backend (overlayfs, native) from another: how a new snapshot's
 /// directory is filled, which mounts it yields, and where its own bytes are for usage.
 public protocol SnapshotDirectoryBackend: Sendable {
-    /// Fills the new snapshot directory `directory` (a temporary name, renamed to `snapshots/<id>` afterwards).
+    /// Makes what every new snapshot directory starts with, whatever its kind and parent (overlay: `fs`), in the
+    /// empty directory `directory`. Runs ahead of need, outside any transaction (see `SpareDirectories`).
+    func prepareSpare(_ directory: String) throws(BerthError)
+    /// Fills the new snapshot directory `directory` (a spare, renamed to `snapshots/<id>` afterwards).
     /// `snapshotDirectory(id)` gives a parent's directory. Runs inside the write transaction.
     func populate(_ directory: String, snapshot: StoredSnapshot, snapshotDirectory: (String) -> String)
         throws(BerthError)
@@ -21,10 +24,11 @@ public protocol SnapshotDirectoryBackend: Sendable {
 }
 
 /// The snapshotter shared by directory-per-snapshot backends, containerd's overlay/native skeleton:
-/// `<root>/metadata.db` plus `<root>/snapshots/<id>`. A new snapshot is built in `snapshots/new-XXXXXX` and renamed to
-/// its id inside the metadata transaction, so a crash leaves either a recorded id with its directory or an
-/// unrecorded leftover that `cleanup()` deletes. Remove renames `<id>` to `rm-<id>` inside the transaction (renamed
-/// back if the transaction fails) and deletes it after commit: at once with `syncRemove`, else in the background.
+/// `<root>/metadata.db` plus `<root>/snapshots/<id>`. A new snapshot is built in a spare directory (`spares/new-XXXXXX`,
+/// made ahead) and renamed to `snapshots/<id>` inside the metadata transaction, so a crash leaves either a recorded id
+/// with its directory or an unrecorded leftover that `cleanup()` deletes. Remove renames `<id>` to `rm-<id>` inside the
+/// transaction (renamed back if the transaction fails) and deletes it after commit: at once with `syncRemove`, else in
+/// the background.
 public final class DirectorySnapshotter: Snapshotter, Closable {
     public let root: String
     public let store: SnapshotMetaStore
@@ -33,6 +37,7 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
     let removals: AsyncStream<String>.Continuation
     let remover: Task<Void, Never>
     let closed = Mutex(false)
+    let spares: SpareDirectories
 
     public init(root: String, backend: any SnapshotDirectoryBackend, syncRemove: Bool = false) throws(BerthError) {
         self.root = root
@@ -44,6 +49,9 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
         }
         store = try SnapshotMetaStore(path: root + "/metadata.db")
         try Self.recoverInterruptedRemovals(root + "/snapshots", store)
+        spares = try SpareDirectories(directory: root + "/spares") { [backend] path throws(BerthError) in
+            try backend.prepareSpare(path)
+        }
         let (stream, continuation) = AsyncStream<String>.makeStream()
         removals = continuation
         remover = Task.detached {
@@ -119,10 +127,9 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
         async throws(BerthError) -> [Mount]
     {
         let made = Made()
-        let snapshotsDirectory = self.snapshotsDirectory
         do throws(BerthError) {
-            let snapshot = try await store.write { [backend] tx throws(BerthError) in
-                let temporary = try SnapshotFiles.makeTemporaryDirectory(in: snapshotsDirectory, prefix: "new-")
+            let snapshot = try await store.write { [backend, spares] tx throws(BerthError) in
+                let temporary = try spares.take()
                 made.add(temporary)
                 let snapshot = try tx.createSnapshot(kind: kind, key: key, parent: parent, labels: labels)
                 try backend.populate(temporary, snapshot: snapshot, snapshotDirectory: self.snapshotDirectory)
@@ -228,6 +235,7 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
         guard first else { return }
         removals.finish()
         await remover.value
+        spares.close()
         store.close()
     }
 }

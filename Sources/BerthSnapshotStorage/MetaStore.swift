@@ -32,11 +32,13 @@ public final class SnapshotMetaStore: Sendable {
         do {
             var configuration = Configuration()
             configuration.busyMode = .timeout(10)
+            configuration.prepareDatabase { db in try WriteAheadLog.persist(db) }
             pool = try DatabasePool(path: path, configuration: configuration)
             // DatabasePool sets `synchronous = NORMAL` after prepareDatabase when it switches to WAL; NORMAL does not
             // sync the WAL at commit. FULL on the one writer connection makes every committed transaction durable.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Self.migrator.migrate(pool)
+            try WriteAheadLog.preallocate(pool, path: path)
         } catch {
             throw .internalError("opening snapshot metadata \(path): \(error)")
         }

@@ -105,6 +105,45 @@ struct BackendTests {
         await s.close()
     }
 
+    /// New snapshots are built in spares made ahead in `<root>/spares`: the stock refills after each take, spares
+    /// never show up as snapshots, a burst larger than the stock still gets fresh directories, and the spares a
+    /// previous run left are deleted at start.
+    @Test(arguments: ["overlayfs", "native"])
+    func sparesAreMadeAheadAndStayOutOfSnapshots(_ backend: String) async throws {
+        let scratch = try SnapshotScratch()
+        let root = scratch.path + "/root"
+        try FileSystem.makeDirectories(root + "/spares/new-stale/fs")
+        try writeFile(root + "/spares/new-stale/fs/junk", "old")
+        let s = backend == "native" ? try NativeSnapshotter.open(root: root) : try OverlaySnapshotter.open(root: root)
+        #expect(!FileSystem.exists(root + "/spares/new-stale"))
+        func spares() throws -> [String] { try SnapshotFiles.entries(root + "/spares") }
+        #expect(try await Self.eventually { try spares().count == 2 })
+        let ready = Set(try spares())
+        let a = try await s.prepare("a", parent: "", labels: [:])
+        let upper = Self.writable(a)
+        #expect(try SnapshotFiles.entries(upper).isEmpty)
+        var st = stat()
+        #expect(lstat(upper, &st) == 0 && st.st_mode & 0o7777 == 0o755)
+        #expect(try await Self.eventually { try spares().count == 2 })
+        #expect(ready.subtracting(try spares()).count == 1, "the prepare took one spare")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<8 { group.addTask { _ = try await s.prepare("burst\(i)", parent: "", labels: [:]) } }
+            try await group.waitForAll()
+        }
+        let ids = try await s.store.read { tx throws(BerthError) in try tx.idMap() }
+        #expect(ids.count == 9)
+        #expect(Set(try SnapshotFiles.entries(root + "/snapshots")) == Set(ids.keys))
+        await s.close()
+    }
+
+    static func eventually(_ condition: () throws -> Bool) async throws -> Bool {
+        for _ in 0..<500 {
+            if try condition() { return true }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+        return try condition()
+    }
+
     static func writable(_ mounts: [Mount]) -> String {
         mounts.first?.options.first { $0.hasPrefix("upperdir=") }.map { String($0.dropFirst(9)) } ?? mounts.first?.source ?? ""
     }

@@ -33,12 +33,14 @@ public actor MetadataStore: NamespaceStore, Closable {
             configuration.prepareDatabase { db in
                 // Listings read every row: map the file instead of a pread and copy per page.
                 try db.execute(sql: "PRAGMA mmap_size = 268435456")
+                try WriteAheadLog.persist(db)
             }
             pool = try DatabasePool(path: path, configuration: configuration)
             // DatabasePool sets `synchronous = NORMAL` after prepareDatabase when it switches to WAL; NORMAL does not
             // sync the WAL at commit. FULL on the one writer connection makes every committed transaction durable.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Schema.migrator.migrate(pool)
+            try WriteAheadLog.preallocate(pool, path: path)
             let next = try pool.read { db in
                 (try Int64.fetchOne(db, cachedSQL: "SELECT MAX(id) FROM snapshots") ?? 0) + 1
             }

@@ -114,10 +114,13 @@ extension MetadataStore {
 
     nonisolated var inflightSnapshots: [String: Int] { snapshotState.values.withLock { $0.inflight } }
 
-    /// A read on the caller's thread: short lookups skip the hop to GRDB's reader queue.
+    /// A read on the caller's thread: short lookups skip the hop to GRDB's reader queue. Each statement reads the
+    /// latest commit on its own (no enclosing transaction, whose BEGIN, COMMIT and `query_only` toggles cost more
+    /// than a lookup): fine for the checks before a write, which the write repeats, and for `stat`, whose row and
+    /// labels may at worst come from two consecutive commits.
     nonisolated func readNow<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
         do {
-            return try pool.read(body)
+            return try pool.unsafeRead(body)
         } catch let error as BerthError {
             throw error
         } catch {

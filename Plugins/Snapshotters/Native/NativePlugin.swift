@@ -39,12 +39,15 @@ public enum NativeSnapshotter {
 }
 
 struct NativeBackend: SnapshotDirectoryBackend {
-    func populate(_ directory: String, snapshot: StoredSnapshot, snapshotDirectory: (String) -> String)
-        throws(BerthError)
-    {
+    func prepareSpare(_ directory: String) throws(BerthError) {
         guard chmod(directory, 0o755) == 0 else {
             throw .internalError("failed to chmod \(directory) to 0755: \(FileSystem.errnoMessage())")
         }
+    }
+
+    func populate(_ directory: String, snapshot: StoredSnapshot, snapshotDirectory: (String) -> String)
+        throws(BerthError)
+    {
         if snapshot.kind == .active, let parent = snapshot.parentIDs.first {
             do {
                 try TreeCopy.copyDirectory(from: snapshotDirectory(parent), to: directory)

@@ -61,12 +61,15 @@ struct OverlayBackend: SnapshotDirectoryBackend {
     let upperdirLabel: Bool
     let options: [String]
 
-    func populate(_ directory: String, snapshot: StoredSnapshot, snapshotDirectory: (String) -> String)
-        throws(BerthError)
-    {
+    func prepareSpare(_ directory: String) throws(BerthError) {
         guard mkdir(directory + "/fs", 0o755) == 0 else {
             throw .internalError("mkdir \(directory)/fs: \(FileSystem.errnoMessage())")
         }
+    }
+
+    func populate(_ directory: String, snapshot: StoredSnapshot, snapshotDirectory: (String) -> String)
+        throws(BerthError)
+    {
         // Only an active snapshot with a parent is mounted as overlay; one without is a bind mount of `fs` and
         // needs no work directory (containerd makes one anyway: an inode less per layer unpack and prepare).
         if snapshot.kind == .active, !snapshot.parentIDs.isEmpty, mkdir(directory + "/work", 0o711) != 0 {
