@@ -72,7 +72,7 @@ struct Cgroups: Codable, Sendable {
         return paths.first { $0.key.split(separator: ",").contains(Substring(controller)) }?.value
     }
 
-    /// Creates every directory (cpuset: copies cpus/mems from the parent, as the kernel requires).
+    /// Creates every directory (cpuset: copies cpus/mems from the parent when the kernel did not, as it requires).
     func create() throws {
         for (key, dir) in paths.sorted(by: { $0.key < $1.key }) {
             try mkdirs(dir, cpuset: key.split(separator: ",").contains("cpuset"))
@@ -87,6 +87,9 @@ struct Cgroups: Codable, Sendable {
             if e == EEXIST { return }
             guard e == ENOENT, !parent.isEmpty else { throw RuncError.sys("mkdir \(dir)", e) }
             try mkdirs(parent, cpuset: cpuset)
+            // A parent made here hands its cpus/mems to every new child itself (v1 `clone_children`), so a
+            // container's cgroup needs no cpuset write: each one rebuilt the scheduler domains.
+            if cpuset { _ = writeFile(parent + "/cgroup.clone_children", "1") }
             if mkdir(dir, 0o755) != 0 {
                 let e = errno
                 if e == EEXIST { return }

@@ -55,6 +55,12 @@ import Testing
             var tasks = try await S.offPool { try S.tasks(d, namespace: ns) }
             #expect(tasks["sleeper"]?.status == "RUNNING", "\(tasks)")
             let pid = tasks["sleeper"]?.pid ?? "?"
+            // containerd's runc shim gets the bundle's `work` link (its checkpoint directory); berth-shim needs none.
+            let bundle = d.directory + "/state/io.containerd.runtime.v2.task/\(ns)/sleeper"
+            let work = d.directory + "/root/io.containerd.runtime.v2.task/\(ns)/sleeper"
+            #expect(FileManager.default.fileExists(atPath: bundle + "/config.json"))
+            #expect(FileManager.default.fileExists(atPath: bundle + "/work") == !shim.hasSuffix("berth-shim"))
+            #expect(FileManager.default.fileExists(atPath: work) == !shim.hasSuffix("berth-shim"))
 
             let ps = try await S.ctr(d, ns, ["tasks", "ps", "sleeper"])
             #expect(ps.stdout.contains(pid), "\(ps.stdout)")

@@ -89,4 +89,33 @@ struct CgroupTests {
             #expect(outs[0] == outs[1])
         }
     }
+
+    /// A cpuset parent that berth-runc creates hands cpus/mems to its children itself (`clone_children`), so the
+    /// next container's cgroup starts with them and needs no write; the container sees the parent's cpus.
+    @Test func newCpusetParentClonesItsMasksToChildren() throws {
+        try withBundle(["cat", "/sys/fs/cgroup/cpuset/cpuset.cpus", "/sys/fs/cgroup/cpuset/cpuset.mems"]) { b in
+            let parent = b.newID("cc")
+            defer { for name in Self.hierarchies() { rmdir("/sys/fs/cgroup/\(name)/\(parent)") } }
+            var outputs: [String] = []
+            for _ in 0..<2 {
+                let id = b.newID("cpuset")
+                var linux = b.linux
+                linux["cgroupsPath"] = "/\(parent)/\(id)"
+                b.linux = linux
+                try b.write()
+                let r = try b.berth("run", "--bundle", b.dir, id)
+                #expect(r.status == 0, "\(r.stderr)")
+                outputs.append(r.stdout)
+            }
+            let dir = "/sys/fs/cgroup/cpuset/\(parent)/"
+            let read = { (f: String) in ((try? String(contentsOfFile: dir + f, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines) }
+            #expect(read("cgroup.clone_children") == "1")
+            #expect(!read("cpuset.cpus").isEmpty)
+            #expect(outputs == Array(repeating: read("cpuset.cpus") + "\n" + read("cpuset.mems") + "\n", count: 2))
+        }
+    }
+
+    static func hierarchies() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []).filter { !$0.contains(",") }
+    }
 }

@@ -7,7 +7,9 @@ import Synchronization
 
 /// A task's bundle, containerd's layout: `<state>/<ns>/<id>` holds config.json, `rootfs/` (the shim mounts the
 /// container's rootfs there), `log` (the shim's log FIFO), `address` (written by the shim), `shim-binary-path`, and
-/// `work` → `<root>/<ns>/<id>`, the runtime's persistent working directory.
+/// `work` → `<root>/<ns>/<id>`, the runtime's persistent working directory. Only shims that may use `work` get it
+/// (containerd's runc shim keeps checkpoint images there); berth-shim has no checkpoint, and on a busy ext4 the
+/// directory and its link cost two inode allocations per container.
 struct Bundle: Sendable {
     let namespace: String
     let id: String
@@ -27,19 +29,24 @@ struct Bundle: Sendable {
     var rootfs: String { path + "/rootfs" }
     var logFIFO: String { path + "/log" }
 
-    /// Creates the directories and writes config.json (AlreadyExists if the bundle is there).
-    func create(spec: [UInt8]) throws(BerthError) {
+    /// Creates the directories (the work directory too when `work`) and writes config.json (AlreadyExists if the
+    /// bundle is there).
+    func create(spec: [UInt8], work withWork: Bool) throws(BerthError) {
         try FileSystem.makeDirectories(namespaceDirectory, mode: 0o711)
         guard mkdir(path, 0o700) == 0 else {
             if errno == EEXIST { throw .alreadyExists("bundle \(path)") }
             throw .internalError("mkdir \(path): \(FileSystem.errnoMessage())")
         }
         do {
-            try FileSystem.makeDirectories(rootfs, mode: 0o711)
+            guard mkdir(rootfs, 0o711) == 0 else {
+                throw BerthError.internalError("mkdir \(rootfs): \(FileSystem.errnoMessage())")
+            }
             try? FileManager.default.removeItem(atPath: work)
-            try FileSystem.makeDirectories(work, mode: 0o711)
-            guard symlink(work, path + "/work") == 0 else {
-                throw BerthError.internalError("symlink work: \(FileSystem.errnoMessage())")
+            if withWork {
+                try FileSystem.makeDirectories(work, mode: 0o711)
+                guard symlink(work, path + "/work") == 0 else {
+                    throw BerthError.internalError("symlink work: \(FileSystem.errnoMessage())")
+                }
             }
             try FileSystem.write(path + "/config.json", spec)
         } catch {

@@ -108,8 +108,10 @@ public actor ShimManager: TaskManager, Closable {
         ]
         return try await Spawn.run(
             binary, arguments, cwd: FileSystem.exists(bundle.path) ? bundle.path : nil, environment: environment,
-            stdin: stdin, listener: listener, timeout: timeout, scratch: state)
+            stdin: stdin, listener: listener, timeout: timeout)
     }
+
+    static func isBerthShim(_ binary: String) -> Bool { (binary as NSString).lastPathComponent == "berth-shim" }
 
     /// Starts a shim for `bundle` and connects to it.
     func startShim(_ binary: String, bundle: Bundle, options: TypedValue?, spec: [UInt8]) async throws(BerthError)
@@ -117,7 +119,7 @@ public actor ShimManager: TaskManager, Closable {
     {
         // A spec that names a shim group goes through `start`, which finds the group's shim (any mention of the
         // annotation is enough: that path is always correct).
-        if (binary as NSString).lastPathComponent == "berth-shim" {
+        if Self.isBerthShim(binary) {
             let text = String(decoding: spec, as: UTF8.self)
             if !ShimPaths.groupAnnotations.contains(where: text.contains) {
                 return try await startDetached(binary, bundle: bundle)
@@ -197,7 +199,7 @@ public actor ShimManager: TaskManager, Closable {
 
         let binary = try shimBinary(for: options.runtime)
         let bundle = Bundle(root: root, state: state, namespace: namespace, id: options.id)
-        try bundle.create(spec: options.spec.value)
+        try bundle.create(spec: options.spec.value, work: !Self.isBerthShim(binary))
         logs.attach(bundle)
         let shim: ShimTask
         do {

@@ -6,8 +6,9 @@ import Foundation
 import Synchronization
 
 /// Runs short-lived helper programs (a shim's `start` and `delete`) with posix_spawn: never fork, never run Swift
-/// in a child. Output goes to files, not pipes: a shim's `start` leaves a long-lived shim behind that inherits
-/// whatever descriptors it got, so a pipe would never reach EOF. The wait runs on its own thread, so the
+/// in a child. Standard streams are memory files (memfd), not pipes: a shim's `start` leaves a long-lived shim
+/// behind that inherits whatever descriptors it got, so a pipe would never reach EOF; and unlike files on disk
+/// they cost no inode (on a busy ext4 each creation is 100 µs or more). The wait runs on its own thread, so the
 /// concurrency pool is never blocked.
 enum Spawn {
     struct Result: Sendable {
@@ -33,41 +34,61 @@ enum Spawn {
         return unsafeBitCast(symbol, to: AddCloseFrom.self)
     }()
 
+    typealias MemfdCreate = @convention(c) (UnsafePointer<CChar>, UInt32) -> Int32
+    /// glibc's `memfd_create` (2.27+, not imported by Swift's Glibc module).
+    static let memfdCreate: MemfdCreate? = {
+        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "memfd_create") else { return nil }
+        return unsafeBitCast(symbol, to: MemfdCreate.self)
+    }()
+
     /// Runs `path` with `arguments` in `cwd`, `stdin` bytes as its standard input, and `environment` added to
     /// berthd's; killed (SIGKILL) when `timeout` passes. A `listener` becomes the child's fd 3.
     static func run(
         _ path: String, _ arguments: [String], cwd: String?, environment: [String: String] = [:],
-        stdin: [UInt8] = [], listener: Int32? = nil, timeout: Duration, scratch: String
+        stdin: [UInt8] = [], listener: Int32? = nil, timeout: Duration
     ) async throws(BerthError) -> Result {
-        let base = "\(scratch)/.spawn-\(getpid())-\(UInt64.random(in: 0..<UInt64.max))"
-        let inPath = base + ".in", outPath = base + ".out", errPath = base + ".err"
-        defer {
-            unlink(inPath)
-            unlink(outPath)
-            unlink(errPath)
+        var streams: [Int32] = []
+        defer { for fd in streams { Glibc.close(fd) } }
+        for name in ["spawn-stdin", "spawn-stdout", "spawn-stderr"] { streams.append(try memoryFile(name)) }
+        guard FileSystem.writeAll(streams[0], stdin), lseek(streams[0], 0, SEEK_SET) == 0 else {
+            throw .internalError("writing a helper's standard input: \(FileSystem.errnoMessage())")
         }
-        try FileSystem.write(inPath, stdin, mode: 0o600)
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
         let pid = try spawn(
-            path, arguments, cwd: cwd, env: env.map { "\($0.key)=\($0.value)" }, stdin: inPath, stdout: outPath,
-            stderr: errPath, listener: listener)
+            path, arguments, cwd: cwd, env: env.map { "\($0.key)=\($0.value)" }, streams: streams, listener: listener)
         let status = await waitExit(pid, timeout: timeout)
-        let out = (FileManager.default.contents(atPath: outPath)).map { [UInt8]($0) } ?? []
-        let err = (FileManager.default.contents(atPath: errPath)).map { [UInt8]($0) } ?? []
-        return Result(status: status, stdout: out, stderr: err)
+        return Result(status: status, stdout: contents(streams[1]), stderr: contents(streams[2]))
     }
 
+    /// A new, empty memory file (close-on-exec; `spawn` dups it into the child).
+    static func memoryFile(_ name: String) throws(BerthError) -> Int32 {
+        guard let memfdCreate else { throw .internalError("memfd_create is unavailable") }
+        let fd = memfdCreate(name, 1)  // MFD_CLOEXEC
+        guard fd >= 0 else { throw .internalError("memfd_create: \(FileSystem.errnoMessage())") }
+        return fd
+    }
+
+    /// Everything written to the memory file `fd`, from its start.
+    static func contents(_ fd: Int32) -> [UInt8] {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(out.count)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return out }
+            out += buffer[0..<n]
+        }
+    }
+
+    /// Starts `path` with `streams` (stdin, stdout, stderr) as its fds 0, 1 and 2.
     static func spawn(
-        _ path: String, _ arguments: [String], cwd: String?, env: [String], stdin: String, stdout: String,
-        stderr: String, listener: Int32? = nil
+        _ path: String, _ arguments: [String], cwd: String?, env: [String], streams: [Int32], listener: Int32? = nil
     ) throws(BerthError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        for (target, fd) in streams.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(target)) }
         if let listener { posix_spawn_file_actions_adddup2(&actions, listener, 3) }
         _ = addCloseFrom?(&actions, listener == nil ? 3 : 4)
         if let cwd {
