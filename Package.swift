@@ -63,7 +63,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        // No default traits: BinaryDelimitedStreams makes SwiftProtobuf import all of Foundation (ICU and
+        // CoreFoundation), which berth-shim would then link and load for every container.
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0", traits: []),
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
@@ -216,11 +218,11 @@ let package = Package(
             dependencies: ["BerthTTRPC", "BerthShimAPI", "CBerthShim"],
             exclude: ["CShim"],
             swiftSettings: swiftSettings,
-            // SwiftProtobuf imports Foundation (its BinaryDelimitedStreams trait), so its static parts are named.
+            // SwiftProtobuf imports FoundationEssentials, whose static parts are named here.
             linkerSettings: [
                 .unsafeFlags(
-                    ["-static-stdlib", "-lCoreFoundation", "-l_FoundationICU", "-l_FoundationCShims",
-                     "-l_FoundationCollections", "-lswiftSynchronization"], .when(configuration: .release)),
+                    ["-static-stdlib", "-l_FoundationCShims", "-l_FoundationCollections", "-lswiftSynchronization"],
+                    .when(configuration: .release)),
             ]),
         .testTarget(
             name: "BerthShimTests", dependencies: ["BerthTTRPC", "BerthAPI", "BerthTestSupport"],
