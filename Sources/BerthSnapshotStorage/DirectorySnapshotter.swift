@@ -24,11 +24,11 @@ public protocol SnapshotDirectoryBackend: Sendable {
 }
 
 /// The snapshotter shared by directory-per-snapshot backends, containerd's overlay/native skeleton:
-/// `<root>/metadata.db` plus `<root>/snapshots/<id>`. A new snapshot is built in a spare directory (`spares/new-XXXXXX`,
-/// made ahead) and renamed to `snapshots/<id>` inside the metadata transaction, so a crash leaves either a recorded id
-/// with its directory or an unrecorded leftover that `cleanup()` deletes. Remove renames `<id>` to `rm-<id>` inside the
-/// transaction (renamed back if the transaction fails) and deletes it after commit: at once with `syncRemove`, else in
-/// the background.
+/// `<root>/metadata.db` plus `<root>/snapshots/<id>`. A new snapshot is built in a spare directory
+/// (`spares/new-XXXXXX`, made ahead) and renamed to `snapshots/<id>` inside the metadata transaction, so a crash leaves
+/// either a recorded id with its directory or an unrecorded leftover that `cleanup()` deletes. Remove renames `<id>` to
+/// `rm-<id>` inside the transaction (renamed back if the transaction fails) and deletes it after commit: at once with
+/// `syncRemove`, else in the background.
 public final class DirectorySnapshotter: Snapshotter, Closable {
     public let root: String
     public let store: SnapshotMetaStore

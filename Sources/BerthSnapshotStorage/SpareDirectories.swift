@@ -8,7 +8,7 @@ import Synchronization
 /// A small stock of empty snapshot directories, made ahead of need in `<root>/spares`, so that Prepare and View
 /// rename one into place instead of creating directories while the client waits.
 ///
-/// Why: on a busy ext4 a `mkdir` costs 100–300 µs (the inode allocator skips recently freed inodes one by one), and
+/// Why: on a busy ext4 a `mkdir` costs 100–800 µs (the inode allocator skips recently freed inodes one by one), and
 /// every new snapshot needs two (its directory and `fs`): about a quarter of a Prepare. A spare is the backend's
 /// `prepareSpare` result on a `mkdtemp` name, made on a background queue after each take. When the stock is empty
 /// (a burst of creations), `take` makes one on the spot, as before. Spares are not snapshots: they live outside

@@ -24,7 +24,9 @@ public enum WriteAheadLog {
     public static func persist(_ db: Database) throws {
         guard !db.configuration.readonly else { return }
         var flag: CInt = 1
-        let code = withUnsafeMutablePointer(to: &flag) { sqlite3_file_control(db.sqliteConnection, nil, SQLITE_FCNTL_PERSIST_WAL, $0) }
+        let code = withUnsafeMutablePointer(to: &flag) {
+            sqlite3_file_control(db.sqliteConnection, nil, SQLITE_FCNTL_PERSIST_WAL, $0)
+        }
         guard code == SQLITE_OK else { throw DatabaseError(resultCode: ResultCode(rawValue: code)) }
     }
 

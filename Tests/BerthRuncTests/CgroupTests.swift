@@ -108,7 +108,9 @@ struct CgroupTests {
                 outputs.append(r.stdout)
             }
             let dir = "/sys/fs/cgroup/cpuset/\(parent)/"
-            let read = { (f: String) in ((try? String(contentsOfFile: dir + f, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines) }
+            let read = { (f: String) in
+                ((try? String(contentsOfFile: dir + f, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            }
             #expect(read("cgroup.clone_children") == "1")
             #expect(!read("cpuset.cpus").isEmpty)
             #expect(outputs == Array(repeating: read("cpuset.cpus") + "\n" + read("cpuset.mems") + "\n", count: 2))

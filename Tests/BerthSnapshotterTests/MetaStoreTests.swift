@@ -145,7 +145,8 @@ struct SnapshotMetaStoreTests {
         }
         store.close()
         #expect(walSize() == padded, "the log outlives the last connection")
-        for reopened in [try SnapshotMetaStore(path: scratch.path + "/copy/metadata.db"), try SnapshotMetaStore(path: path)] {
+        let copy = scratch.path + "/copy/metadata.db"
+        for reopened in [try SnapshotMetaStore(path: copy), try SnapshotMetaStore(path: path)] {
             let walked = try await reopened.read { tx throws(BerthError) in try tx.walk(.all) }
             #expect(walked.count == 20)
             #expect(walked.first { $0.name == "k19" }?.labels == ["n": "19"])
