@@ -175,8 +175,8 @@ struct Lifecycle {
         let hooks = spec.hooks
         let created = rfc3339(Date())
         var record = ContainerRecord(id: id, pid: 0, pidStartTime: 0, bundle: bundle, rootfs: rootfs, created: created,
-                                     annotations: spec.annotations, cgroups: cgroups, hooks: hooks,
-                                     ownPidNamespace: ContainerRecord.hasOwnPidNamespace(spec))
+                                     annotations: spec.annotations, cgroups: cgroups)
+        record.summarize(spec)
         let wantHooks = !(hooks?.prestart ?? []).isEmpty || !(hooks?.createRuntime ?? []).isEmpty
             || !(hooks?.createContainer ?? []).isEmpty || !(hooks?.startContainer ?? []).isEmpty
         plan.run_hooks = wantHooks ? 1 : 0
@@ -216,7 +216,7 @@ struct Lifecycle {
             record.namespaces[ns.type] = ns.path ?? "/proc/\(pid)/ns/\(name)"
         }
         do {
-            try writeAtomically(ContainerRecord.directory(root: globals.root, id: id) + "/config.json", config)
+            try writeAtomically(ContainerRecord.specPath(root: globals.root, id: id), config)
             try record.save(root: globals.root)
             if let pidFile = o.pidFile { try writeAtomically(pidFile, Data("\(pid)".utf8), mode: 0o644) }
         } catch {

@@ -29,6 +29,8 @@ struct ContainerRecord: Codable, Sendable {
     var noNewKeyring: Bool?
 
     static func directory(root: String, id: String) -> String { root + "/" + id }
+    /// The container's spec, beside its record.
+    static func specPath(root: String, id: String) -> String { directory(root: root, id: id) + "/config.json" }
 
     static func load(root: String, id: String) throws -> ContainerRecord {
         try validate(id: id)
@@ -40,21 +42,20 @@ struct ContainerRecord: Codable, Sendable {
         do { record = try JSONDecoder().decode(ContainerRecord.self, from: data) } catch {
             throw RuncError("container \(id): state file is unreadable: \(error)")
         }
-        if let config = record.config {
-            record.hooks = config.hooks
-            record.ownPidNamespace = Self.hasOwnPidNamespace(config)
-        }
+        if let config = record.config { record.summarize(config) }
         return record
     }
 
-    static func hasOwnPidNamespace(_ spec: Spec) -> Bool {
-        (spec.linux?.namespaces ?? []).contains { $0.type == "pid" && ($0.path ?? "").isEmpty }
+    /// Sets what the record keeps of `spec`: its hooks and whether it gives the container a pid namespace of its own.
+    mutating func summarize(_ spec: Spec) {
+        hooks = spec.hooks
+        ownPidNamespace = (spec.linux?.namespaces ?? []).contains { $0.type == "pid" && ($0.path ?? "").isEmpty }
     }
 
     /// The spec the container was created with (as updated since).
     func spec(root: String) throws -> Spec {
         if let config { return config }
-        let path = Self.directory(root: root, id: id) + "/config.json"
+        let path = Self.specPath(root: root, id: id)
         guard let data = FileManager.default.contents(atPath: path) else {
             throw RuncError("container \(id): \(path) is missing")
         }
@@ -65,9 +66,8 @@ struct ContainerRecord: Codable, Sendable {
 
     /// Records a changed spec (update's resources) in config.json, moving an older record's copy out of state.json.
     mutating func save(spec: Spec, root: String) throws {
-        try writeAtomically(Self.directory(root: root, id: id) + "/config.json", JSONEncoder().encode(spec))
-        hooks = spec.hooks
-        ownPidNamespace = Self.hasOwnPidNamespace(spec)
+        try writeAtomically(Self.specPath(root: root, id: id), JSONEncoder().encode(spec))
+        summarize(spec)
         if config != nil {
             config = nil
             try save(root: root)

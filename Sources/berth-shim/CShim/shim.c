@@ -36,7 +36,8 @@ int berth_shim_detach(void) {
     pid_t pid = fork();
     if (pid < 0) return -errno;
     if (pid > 0) _exit(0);
-    // The parent's standard streams were the starter's (files it removes): the shim keeps none of them.
+    // The parent's standard streams were the starter's (memory files it reads once the parent exits): the shim
+    // keeps none of them.
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
         dup2(null, 0);
