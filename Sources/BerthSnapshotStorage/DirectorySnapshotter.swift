@@ -127,6 +127,7 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
         async throws(BerthError) -> [Mount]
     {
         let made = Made()
+        defer { spares.refill() }
         do throws(BerthError) {
             let snapshot = try await store.write { [backend, spares] tx throws(BerthError) in
                 let temporary = try spares.take()

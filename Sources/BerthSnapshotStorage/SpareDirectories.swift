@@ -10,7 +10,9 @@ import Synchronization
 ///
 /// Why: on a busy ext4 a `mkdir` costs 100–800 µs (the inode allocator skips recently freed inodes one by one), and
 /// every new snapshot needs two (its directory and `fs`): about a quarter of a Prepare. A spare is the backend's
-/// `prepareSpare` result on a `mkdtemp` name, made on a background queue after each take. When the stock is empty
+/// `prepareSpare` result on a `mkdtemp` name, made on a background queue once the taking transaction has ended (a
+/// `mkdir` in `spares/` while the transaction renames out of it would hold that directory's lock against the
+/// rename). When the stock is empty
 /// (a burst of creations), `take` makes one on the spot, as before. Spares are not snapshots: they live outside
 /// `snapshots/`, so listings, usage and cleanup never see them, and the ones a previous run left are deleted at start.
 final class SpareDirectories: Sendable {
@@ -32,11 +34,9 @@ final class SpareDirectories: Sendable {
         refill()
     }
 
-    /// A spare to build a new snapshot in; the caller renames or removes it.
+    /// A spare to build a new snapshot in; the caller renames or removes it, then calls `refill()`.
     func take() throws(BerthError) -> String {
-        let spare = stock.withLock { $0.ready.popLast() }
-        refill()
-        if let spare { return spare }
+        if let spare = stock.withLock({ $0.ready.popLast() }) { return spare }
         return try make()
     }
 
@@ -58,7 +58,7 @@ final class SpareDirectories: Sendable {
     }
 
     /// Tops the stock up in the background. A failure (a full disk) stops it: `take` then reports the error itself.
-    private func refill() {
+    func refill() {
         queue.async { [self] in
             while stock.withLock({ !$0.closed && $0.ready.count < Self.target }) {
                 guard let path = try? make() else { return }
