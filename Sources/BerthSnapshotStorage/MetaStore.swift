@@ -62,12 +62,10 @@ public final class SnapshotMetaStore: Sendable {
         }
     }
 
-    /// `read` on the calling thread: for start-up recovery, and for one-row lookups, where the two thread hops of
-    /// `read` cost more than the lookup. Safe on the event loops because `read` never keeps a reader while it waits
-    /// for a loop (see `readReleasingReader`).
+    /// `read` on the calling thread (`readHere`): for start-up recovery, and for one-row lookups.
     public func readNow<T>(_ body: (SnapshotTransaction) throws(BerthError) -> T) throws(BerthError) -> T {
         do {
-            return try pool.read { db in try body(SnapshotTransaction(db: db)) }
+            return try pool.readHere { db in try body(SnapshotTransaction(db: db)) }
         } catch let error as BerthError {
             throw error
         } catch {

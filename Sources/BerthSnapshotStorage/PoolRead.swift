@@ -15,4 +15,23 @@ extension DatabasePool {
         }
         return try result.get()
     }
+
+    /// Runs `body` in a read transaction on the calling thread, for lookups of one record: `readReleasingReader`
+    /// wakes three threads in turn (the pool's queue, the reader's queue, then the caller's loop), which costs more
+    /// than such a lookup. BEGIN and COMMIT are cached statements, not parsed per call. Safe on the event loops: no
+    /// reader is ever kept while it waits for a loop (see `readReleasingReader`), so one is free within a lookup.
+    public func readHere<T>(_ body: (Database) throws -> T) throws -> T {
+        try unsafeRead { db in
+            try db.cachedStatement(sql: "BEGIN DEFERRED TRANSACTION").execute()
+            let value: T
+            do {
+                value = try body(db)
+            } catch {
+                try? db.cachedStatement(sql: "ROLLBACK").execute()
+                throw error
+            }
+            try db.cachedStatement(sql: "COMMIT").execute()
+            return value
+        }
+    }
 }

@@ -112,7 +112,7 @@ public struct ContainerView: ContainerStore {
 
     public func get(_ id: String) async throws(BerthError) -> ContainerRecord {
         let namespace = try RequestContext.requireNamespace()
-        return try await store.read { db in
+        return try store.lookup { db in
             guard let c = try Self.load(db, namespace, id) else { throw BerthError.notFound("container \"\(id)\" in namespace \"\(namespace)\"") }
             return c
         }
@@ -144,7 +144,7 @@ public struct ContainerView: ContainerStore {
             }
             try Self.write(db, namespace, created)
         }
-        await store.mutated(deletion: false)
+        store.mutated(deletion: false)
         return created
     }
 
@@ -194,7 +194,7 @@ public struct ContainerView: ContainerStore {
             try Self.write(db, namespace, updated)
             return updated
         }
-        await store.mutated(deletion: false)
+        store.mutated(deletion: false)
         return updated
     }
 
@@ -204,7 +204,7 @@ public struct ContainerView: ContainerStore {
             try db.run(sql: "DELETE FROM containers WHERE namespace = ? AND id = ?", arguments: [namespace, id])
             if db.changesCount == 0 { throw BerthError.notFound("container \(id)") }
         }
-        await store.mutated(deletion: true)
+        store.mutated(deletion: true)
     }
 
     /// GC roots of one namespace's containers: each container's snapshot, and what its `gc.ref.*` labels name.

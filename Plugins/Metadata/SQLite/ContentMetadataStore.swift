@@ -27,7 +27,7 @@ public struct ContentView: ContentMetadata {
 
     public func info(_ digest: Digest) async throws(BerthError) -> ContentInfo {
         let namespace = try RequestContext.requireNamespace()
-        return try await store.read { db in
+        return try store.lookup { db in
             guard let info = try Self.info(db, namespace, digest) else {
                 throw BerthError.notFound("content digest \(digest)")
             }
@@ -52,7 +52,7 @@ public struct ContentView: ContentMetadata {
                 arguments: [Date().timeIntervalSince1970, namespace, info.digest.description])
             return try Self.info(db, namespace, info.digest)
         }
-        await store.mutated(deletion: false)
+        store.mutated(deletion: false)
         guard let updated else { throw .notFound("content digest \(info.digest)") }
         return updated
     }
@@ -102,7 +102,7 @@ public struct ContentView: ContentMetadata {
                 sql: "DELETE FROM content WHERE namespace = ? AND digest = ?", arguments: [namespace, digest.description])
             if db.changesCount == 0 { throw BerthError.notFound("content digest \(digest)") }
         }
-        await store.mutated(deletion: true)
+        store.mutated(deletion: true)
     }
 
     public func reader(_ digest: Digest) async throws(BerthError) -> any ContentReader {
@@ -176,7 +176,7 @@ public struct ContentView: ContentMetadata {
                 try LeaseView.addLeaseResource(db, namespace, lease, LeaseResource(id: digest.description, type: "content"))
             }
         }
-        await store.mutated(deletion: false)
+        store.mutated(deletion: false)
     }
 
 }

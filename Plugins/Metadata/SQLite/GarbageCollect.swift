@@ -12,7 +12,7 @@ public struct GCView: GarbageCollector {
     let store: MetadataStore
 
     public func onMutation(_ observer: @escaping @Sendable (Bool) -> Void) async {
-        await store.addMutationObserver(observer)
+        store.addMutationObserver(observer)
     }
 
     public func collect() async throws(BerthError) -> GCStats {
@@ -69,8 +69,8 @@ public struct GCView: GarbageCollector {
 }
 
 extension MetadataStore {
-    func addMutationObserver(_ observer: @escaping @Sendable (Bool) -> Void) {
-        mutationObservers.append(observer)
+    nonisolated func addMutationObserver(_ observer: @escaping @Sendable (Bool) -> Void) {
+        mutationObservers.withLock { $0.append(observer) }
     }
 }
 

@@ -34,7 +34,7 @@ public struct ImageView: ImageStore {
 
     public func get(_ name: String) async throws(BerthError) -> ImageRecord {
         let namespace = try RequestContext.requireNamespace()
-        return try await store.read { db in
+        return try store.lookup { db in
             guard let image = try Self.load(db, namespace, name) else { throw BerthError.notFound("image \"\(name)\"") }
             return image
         }
@@ -76,7 +76,7 @@ public struct ImageView: ImageStore {
             try LabelRows.images.insert(db, namespace, image.name, image.labels)
             return try Self.load(db, namespace, image.name)
         }
-        await store.mutated(deletion: false)
+        store.mutated(deletion: false)
         guard let created else { throw .internalError("image \"\(image.name)\" vanished after create") }
         return created
     }
@@ -111,7 +111,7 @@ public struct ImageView: ImageStore {
                 arguments: [now, namespace, image.name])
             return try Self.load(db, namespace, image.name)
         }
-        await store.mutated(deletion: false)
+        store.mutated(deletion: false)
         guard let updated else { throw .notFound("image \"\(image.name)\"") }
         return updated
     }
@@ -122,6 +122,6 @@ public struct ImageView: ImageStore {
             try db.run(sql: "DELETE FROM images WHERE namespace = ? AND name = ?", arguments: [namespace, name])
             if db.changesCount == 0 { throw BerthError.notFound("image \"\(name)\"") }
         }
-        await store.mutated(deletion: true)
+        store.mutated(deletion: true)
     }
 }

@@ -25,7 +25,7 @@ public struct LeaseView: LeaseManager {
             try LabelRows.leases.insert(db, namespace, id, labels)
             return Lease(id: id, labels: labels.filter { !$0.value.isEmpty }, createdAt: Date(timeIntervalSince1970: now))
         }
-        await store.mutated(deletion: false)
+        store.mutated(deletion: false)
         return lease
     }
 
@@ -41,7 +41,7 @@ public struct LeaseView: LeaseManager {
             try db.run(sql: "DELETE FROM leases WHERE namespace = ? AND id = ?", arguments: [namespace, id])
             if db.changesCount == 0 { throw BerthError.notFound("lease \"\(id)\"") }
         }
-        await store.mutated(deletion: true)
+        store.mutated(deletion: true)
     }
 
     public func list(_ filter: Filter) async throws(BerthError) -> [Lease] {
@@ -88,7 +88,7 @@ public struct LeaseView: LeaseManager {
         let namespace = try RequestContext.requireNamespace()
         try Self.validate(resource)
         try await store.write { db in try Self.addLeaseResource(db, namespace, lease, resource) }
-        await store.mutated(deletion: false)
+        store.mutated(deletion: false)
     }
 
     public func deleteResource(_ lease: String, _ resource: LeaseResource) async throws(BerthError) {
@@ -99,7 +99,7 @@ public struct LeaseView: LeaseManager {
                 sql: "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
                 arguments: [namespace, lease, resource.type, resource.id])
         }
-        await store.mutated(deletion: true)
+        store.mutated(deletion: true)
     }
 
     public func listResources(_ lease: String) async throws(BerthError) -> [LeaseResource] {

@@ -2,6 +2,7 @@ import BerthCore
 import BerthSnapshotStorage
 import Foundation
 import GRDB
+import Synchronization
 
 /// The metadata database: one SQLite file opened as a WAL pool. Writes are transactions, so `kill -9` at any
 /// moment leaves either the old or the new state. Schema changes are versioned migrations (`Schema`).
@@ -12,7 +13,8 @@ public actor MetadataStore: NamespaceStore, Closable {
     /// `shared`: a blob committed by any namespace can be claimed by another that names its digest.
     let sharedContent: Bool
     private var deletionChecks: [@Sendable (String) async throws(BerthError) -> String?] = []
-    var mutationObservers: [@Sendable (Bool) -> Void] = []
+    /// GC's observers of committed changes, behind a lock rather than this actor: no hop per operation.
+    let mutationObservers = Mutex<[@Sendable (Bool) -> Void]>([])
     /// Commits between the backend's rename and the database row: GC must not sweep blobs while any is pending.
     var pendingCommits = 0
     /// The loaded snapshotter backends by name; the metadata plugin namespaces them (`SnapshotsView`).
@@ -54,8 +56,9 @@ public actor MetadataStore: NamespaceStore, Closable {
         try pool.close()
     }
 
-    /// Runs `body` in a write transaction; a thrown BerthError passes through unchanged.
-    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
+    /// Runs `body` in a write transaction; a thrown BerthError passes through unchanged. Nonisolated: GRDB
+    /// serializes writes itself, so a hop onto this actor (and back) per write would only add latency.
+    nonisolated func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
         do {
             return try await pool.write(body)
         } catch let error as BerthError {
@@ -66,10 +69,26 @@ public actor MetadataStore: NamespaceStore, Closable {
     }
 
     /// Runs `body` in a read transaction on a reader connection (see `readReleasingReader` for why not GRDB's
-    /// `read`).
-    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
+    /// `read`). Nonisolated, as `write`.
+    nonisolated func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
         do {
             return try await pool.readReleasingReader(body)
+        } catch let error as BerthError {
+            throw error
+        } catch {
+            throw .internalError("metadata: \(error)")
+        }
+    }
+
+    /// `read` on the calling thread (`readHere`), for lookups of one record.
+    nonisolated func lookup<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
+        try Self.mapped { try pool.readHere(body) }
+    }
+
+    /// Runs a synchronous GRDB call; a thrown BerthError passes through unchanged, anything else is internal.
+    static func mapped<T>(_ call: () throws -> T) throws(BerthError) -> T {
+        do {
+            return try call()
         } catch let error as BerthError {
             throw error
         } catch {
@@ -205,8 +224,8 @@ public actor MetadataStore: NamespaceStore, Closable {
     }
 
     /// Tells GC observers about a committed change.
-    func mutated(deletion: Bool) {
-        for observer in mutationObservers { observer(deletion) }
+    nonisolated func mutated(deletion: Bool) {
+        for observer in mutationObservers.withLock({ $0 }) { observer(deletion) }
     }
 
     public func addDeletionCheck(_ check: @escaping @Sendable (String) async throws(BerthError) -> String?) async {

@@ -119,13 +119,7 @@ extension MetadataStore {
     /// than a lookup): fine for the checks before a write, which the write repeats, and for `stat`, whose row and
     /// labels may at worst come from two consecutive commits.
     nonisolated func readNow<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
-        do {
-            return try pool.unsafeRead(body)
-        } catch let error as BerthError {
-            throw error
-        } catch {
-            throw .internalError("metadata: \(error)")
-        }
+        try Self.mapped { try pool.unsafeRead(body) }
     }
 
     /// Raises the id counter past every id a backend still holds (after a crash a backend may hold a snapshot
@@ -224,7 +218,7 @@ struct NamespacedSnapshotter: Snapshotter {
             _ = try? await backend.update(
                 SnapshotInfo(kind: updated.kind, name: backendKey, labels: after), paths: ["labels"])
         }
-        await store.mutated(deletion: false)
+        store.mutated(deletion: false)
         return updated
     }
 
@@ -291,7 +285,7 @@ struct NamespacedSnapshotter: Snapshotter {
                 try? await backend.remove(bkey)
                 throw error
             }
-            await store.mutated(deletion: false)
+            store.mutated(deletion: false)
             return mounts
         }
     }
@@ -319,7 +313,7 @@ struct NamespacedSnapshotter: Snapshotter {
             try await record(committed: committed, id: id, backendKey: bkey, replacing: key, parent: active.parent,
                              labels: labels, namespace: namespace, lease: lease)
         }
-        await store.mutated(deletion: false)
+        store.mutated(deletion: false)
     }
 
     /// The write half of commit: the committed row replaces the active one in one transaction.
@@ -373,7 +367,7 @@ struct NamespacedSnapshotter: Snapshotter {
                     arguments: [namespace, lease, "snapshots/\(name)", key])
             }
         }
-        await store.mutated(deletion: true)
+        store.mutated(deletion: true)
     }
 
     /// Two queries for the namespace (rows, then labels), in key order as containerd's bucket walk.
