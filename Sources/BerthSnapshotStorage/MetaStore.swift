@@ -53,23 +53,15 @@ public final class SnapshotMetaStore: Sendable {
     public func write<T: Sendable>(_ body: @escaping @Sendable (SnapshotTransaction) throws(BerthError) -> T)
         async throws(BerthError) -> T
     {
-        do {
-            return try await pool.write { db in try body(SnapshotTransaction(db: db)) }
-        } catch let error as BerthError {
-            throw error
-        } catch {
-            throw .internalError("snapshot metadata: \(error)")
+        try await BerthError.storing("snapshot metadata") {
+            try await pool.write { db in try body(SnapshotTransaction(db: db)) }
         }
     }
 
     /// `read` on the calling thread (`readHere`): for start-up recovery, and for one-row lookups.
     public func readNow<T>(_ body: (SnapshotTransaction) throws(BerthError) -> T) throws(BerthError) -> T {
-        do {
-            return try pool.readHere { db in try body(SnapshotTransaction(db: db)) }
-        } catch let error as BerthError {
-            throw error
-        } catch {
-            throw .internalError("snapshot metadata: \(error)")
+        try BerthError.storing("snapshot metadata") {
+            try pool.readHere { db in try body(SnapshotTransaction(db: db)) }
         }
     }
 
@@ -77,12 +69,8 @@ public final class SnapshotMetaStore: Sendable {
     public func read<T: Sendable>(_ body: @escaping @Sendable (SnapshotTransaction) throws(BerthError) -> T)
         async throws(BerthError) -> T
     {
-        do {
-            return try await pool.readReleasingReader { database in try body(SnapshotTransaction(db: database)) }
-        } catch let error as BerthError {
-            throw error
-        } catch {
-            throw .internalError("snapshot metadata: \(error)")
+        try await BerthError.storing("snapshot metadata") {
+            try await pool.readReleasingReader { database in try body(SnapshotTransaction(db: database)) }
         }
     }
 

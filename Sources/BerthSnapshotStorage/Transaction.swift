@@ -42,13 +42,7 @@ public struct SnapshotTransaction {
     }
 
     private func run<T>(_ body: () throws -> T) throws(BerthError) -> T {
-        do {
-            return try body()
-        } catch let error as BerthError {
-            throw error
-        } catch {
-            throw .internalError("snapshot metadata: \(error)")
-        }
+        try BerthError.storing("snapshot metadata", body)
     }
 
     private func labels(_ id: Int64) throws(BerthError) -> [String: String] {

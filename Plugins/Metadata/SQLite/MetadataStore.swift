@@ -59,41 +59,18 @@ public actor MetadataStore: NamespaceStore, Closable {
     /// Runs `body` in a write transaction; a thrown BerthError passes through unchanged. Nonisolated: GRDB
     /// serializes writes itself, so a hop onto this actor (and back) per write would only add latency.
     nonisolated func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
-        do {
-            return try await pool.write(body)
-        } catch let error as BerthError {
-            throw error
-        } catch {
-            throw .internalError("metadata: \(error)")
-        }
+        try await BerthError.storing("metadata") { try await pool.write(body) }
     }
 
     /// Runs `body` in a read transaction on a reader connection (see `readReleasingReader` for why not GRDB's
     /// `read`). Nonisolated, as `write`.
     nonisolated func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
-        do {
-            return try await pool.readReleasingReader(body)
-        } catch let error as BerthError {
-            throw error
-        } catch {
-            throw .internalError("metadata: \(error)")
-        }
+        try await BerthError.storing("metadata") { try await pool.readReleasingReader(body) }
     }
 
     /// `read` on the calling thread (`readHere`), for lookups of one record.
     nonisolated func lookup<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
-        try Self.mapped { try pool.readHere(body) }
-    }
-
-    /// Runs a synchronous GRDB call; a thrown BerthError passes through unchanged, anything else is internal.
-    static func mapped<T>(_ call: () throws -> T) throws(BerthError) -> T {
-        do {
-            return try call()
-        } catch let error as BerthError {
-            throw error
-        } catch {
-            throw .internalError("metadata: \(error)")
-        }
+        try BerthError.storing("metadata") { try pool.readHere(body) }
     }
 
     // MARK: NamespaceStore

@@ -119,7 +119,7 @@ extension MetadataStore {
     /// than a lookup): fine for the checks before a write, which the write repeats, and for `stat`, whose row and
     /// labels may at worst come from two consecutive commits.
     nonisolated func readNow<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
-        try Self.mapped { try pool.unsafeRead(body) }
+        try BerthError.storing("metadata") { try pool.unsafeRead(body) }
     }
 
     /// Raises the id counter past every id a backend still holds (after a crash a backend may hold a snapshot

@@ -49,23 +49,11 @@ public final class PoolMetadata: Sendable {
     }
 
     private func write<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
-        do {
-            return try queue.write { db in try body(db) }
-        } catch let error as BerthError {
-            throw error
-        } catch {
-            throw .internalError("devmapper metadata: \(error)")
-        }
+        try BerthError.storing("devmapper metadata") { try queue.write { db in try body(db) } }
     }
 
     private func read<T>(_ body: (Database) throws -> T) throws(BerthError) -> T {
-        do {
-            return try queue.read { db in try body(db) }
-        } catch let error as BerthError {
-            throw error
-        } catch {
-            throw .internalError("devmapper metadata: \(error)")
-        }
+        try BerthError.storing("devmapper metadata") { try queue.read { db in try body(db) } }
     }
 
     private static func device(_ db: Database, _ name: String) throws -> DeviceInfo? {

@@ -45,6 +45,29 @@ public struct BerthError: Error, Sendable, Equatable, CustomStringConvertible {
         if let context { berth.message = "\(context): \(berth.message)" }
         return berth
     }
+
+    /// Runs a storage call (SQLite through GRDB): a `BerthError` it throws passes through unchanged, anything else
+    /// becomes an internal error prefixed by `store`.
+    public static func storing<T>(_ store: String, _ call: () throws -> T) throws(BerthError) -> T {
+        do {
+            return try call()
+        } catch let error as BerthError {
+            throw error
+        } catch {
+            throw .internalError("\(store): \(error)")
+        }
+    }
+
+    /// `storing` for an asynchronous call.
+    public static func storing<T>(_ store: String, _ call: () async throws -> T) async throws(BerthError) -> T {
+        do {
+            return try await call()
+        } catch let error as BerthError {
+            throw error
+        } catch {
+            throw .internalError("\(store): \(error)")
+        }
+    }
 }
 
 /// Thrown by a plugin's init when it does not apply to this host (btrfs root not on btrfs, no device-mapper).
