@@ -58,13 +58,17 @@ public actor MetadataStore: NamespaceStore, Closable {
 
     /// Runs `body` in a write transaction; a thrown BerthError passes through unchanged. Nonisolated: GRDB
     /// serializes writes itself, so a hop onto this actor (and back) per write would only add latency.
-    nonisolated func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
+    nonisolated func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T)
+        async throws(BerthError) -> T
+    {
         try await BerthError.storing("metadata") { try await pool.write(body) }
     }
 
     /// Runs `body` in a read transaction on a reader connection (see `readReleasingReader` for why not GRDB's
     /// `read`). Nonisolated, as `write`.
-    nonisolated func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(BerthError) -> T {
+    nonisolated func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T)
+        async throws(BerthError) -> T
+    {
         try await BerthError.storing("metadata") { try await pool.readReleasingReader(body) }
     }
 
