@@ -20,18 +20,19 @@ extension DatabasePool {
     /// wakes three threads in turn (the pool's queue, the reader's queue, then the caller's loop), which costs more
     /// than such a lookup. BEGIN and COMMIT are cached statements, not parsed per call. Safe on the event loops: no
     /// reader is ever kept while it waits for a loop (see `readReleasingReader`), so one is free within a lookup.
+    /// Whatever fails (the body, or COMMIT), the reader goes back to the pool outside any transaction: GRDB stops
+    /// the process when a database access ends with one left open.
     public func readHere<T>(_ body: (Database) throws -> T) throws -> T {
         try unsafeRead { db in
             try db.cachedStatement(sql: "BEGIN DEFERRED TRANSACTION").execute()
-            let value: T
             do {
-                value = try body(db)
+                let value = try body(db)
+                try db.cachedStatement(sql: "COMMIT").execute()
+                return value
             } catch {
-                try? db.cachedStatement(sql: "ROLLBACK").execute()
+                if db.isInsideTransaction { try? db.cachedStatement(sql: "ROLLBACK").execute() }
                 throw error
             }
-            try db.cachedStatement(sql: "COMMIT").execute()
-            return value
         }
     }
 }

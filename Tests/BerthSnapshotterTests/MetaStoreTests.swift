@@ -64,6 +64,23 @@ struct SnapshotMetaStoreTests {
         }
     }
 
+    /// A lookup that throws hands its reader back outside any transaction (GRDB would stop the process otherwise):
+    /// the next lookups, on the same reader (the first free one), start their own and see every later commit.
+    @Test func failedLookupLeavesNoTransactionOpen() async throws {
+        try await withStore { store in
+            for i in 0..<3 {
+                #expect(throws: BerthError.self) {
+                    try store.readNow { tx throws(BerthError) in _ = try tx.getInfo("missing") }
+                }
+                try await store.write { tx throws(BerthError) in
+                    _ = try tx.createSnapshot(kind: .active, key: "k\(i)", parent: "", labels: [:])
+                }
+                let keys = try store.readNow { tx throws(BerthError) in try tx.walk(.all).map(\.name) }
+                #expect(Set(keys) == Set((0...i).map { "k\($0)" }))
+            }
+        }
+    }
+
     /// A closure that throws after changing rows leaves nothing behind.
     @Test func failedTransactionRollsBack() async throws {
         try await withStore { store in
