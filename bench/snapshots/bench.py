@@ -157,7 +157,7 @@ def main():
     p.add_argument("--fs", default="root,ext4", help="root, ext4 or both (see the module's doc)")
     a = p.parse_args()
     names = a.snapshotters.split(",") + (["btrfs"] if a.btrfs else [])
-    print(f"{'case':<48}{'berth':>10}{'containerd':>12}{'ratio':>9}")
+    print(f"{'case':<48}{'berth':>10}{'containerd':>12}{'ratio':>9}  range of the rounds")
     for fs in a.fs.split(","):
         for ss in names:
             btrfs = ss == "btrfs"
@@ -170,7 +170,10 @@ def main():
             where = "btrfs" if btrfs else fs
             for label, key in ((f"{ss} ({where}): 100 prepare+commit (ms)", "pc"),
                                (f"{ss} ({where}): prepare on 1 MB parent (ms/op)", "pp")):
-                print(f"{label:<48}{b[key]*1000:>10.1f}{c[key]*1000:>12.1f}{b[key]/c[key]:>8.2f}x", flush=True)
+                # The spread of the rounds' ratios (each round runs both daemons back to back) shows the noise.
+                ratios = [x / y for x, y in zip(res["berth"][key], res["containerd"][key])]
+                print(f"{label:<48}{b[key]*1000:>10.1f}{c[key]*1000:>12.1f}{b[key]/c[key]:>8.2f}x"
+                      f"  {min(ratios):.2f}-{max(ratios):.2f}", flush=True)
         if a.btrfs:
             names = [n for n in names if n != "btrfs"]
 

@@ -194,26 +194,37 @@ def main():
     ctrd = Daemon("containerd", ["containerd"], config_containerd)
     keys = ("run", "create", "start", "delete", "shim", "twenty", "rss", "load")
     res = {d.name: {k: [] for k in keys} for d in (berth, ctrd)}
+    rounds = {d.name: {k: [] for k in keys} for d in (berth, ctrd)}  # each round's values, for the ratio's spread
     for r in range(args.rounds):
         for d in ((berth, ctrd) if r % 2 == 0 else (ctrd, berth)):
             before = load1()
+            counts = {k: len(v) for k, v in res[d.name].items()}
             d.start_with(archive)
             try:
                 measure(d, r, args, res)
             finally:
                 d.stop()
             res[d.name]["load"].append((before + load1()) / 2)
+            for k, v in res[d.name].items():
+                rounds[d.name][k].append(v[counts[k]:])
     rows = [("ctr run --rm /bin/true (ms)", "run", 1000), ("task create (ms)", "create", 1000),
             ("task start (ms)", "start", 1000), ("task delete (ms)", "delete", 1000), ("shim VmRSS (MB)", "shim", 1),
             ("20 ctr run -d at once (s)", "twenty", 1), ("daemon VmRSS, 20 running (MB)", "rss", 1),
             ("load average (1 min) during", "load", 1)]
-    print(f"\n{args.rounds} rounds (alternating), {args.runs} runs each; medians")
-    print(f"{'case':34s} {'berth':>10s} {'containerd':>11s} {'ratio':>7s}")
+    print(f"\n{args.rounds} rounds (alternating), {args.runs} runs each; medians; the range is that of the rounds' ratios")
+    print(f"{'case':34s} {'berth':>10s} {'containerd':>11s} {'ratio':>7s}  {'range':>11s}")
     for label, key, scale in rows:
         b, c = res["berth"][key], res["containerd"][key]
         if b and c:
             mb, mc = statistics.median(b) * scale, statistics.median(c) * scale
-            print(f"{label:34s} {mb:10.2f} {mc:11.2f} {mb / mc:6.2f}x")
+            print(f"{label:34s} {mb:10.2f} {mc:11.2f} {mb / mc:6.2f}x  {ratio_range(rounds, key)}")
+
+
+def ratio_range(rounds, key):
+    """Lowest and highest ratio of one round's median to the same round's median of containerd."""
+    ratios = [statistics.median(b) / statistics.median(c)
+              for b, c in zip(rounds["berth"][key], rounds["containerd"][key]) if b and c and statistics.median(c)]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else ""
 
 
 if __name__ == "__main__":
