@@ -84,24 +84,40 @@ struct Cgroups: Codable, Sendable {
         let parent = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])
         if mkdir(dir, 0o755) != 0 {
             let e = errno
-            if e == EEXIST { return }
+            guard e != EEXIST else {
+                if cpuset { Self.fillCpuset(dir) }
+                return
+            }
             guard e == ENOENT, !parent.isEmpty else { throw RuncError.sys("mkdir \(dir)", e) }
             try mkdirs(parent, cpuset: cpuset)
             // A parent made here hands its cpus/mems to every new child itself (v1 `clone_children`), so a
             // container's cgroup needs no cpuset write: each one rebuilt the scheduler domains.
             if cpuset { _ = writeFile(parent + "/cgroup.clone_children", "1") }
-            if mkdir(dir, 0o755) != 0 {
-                let e = errno
-                if e == EEXIST { return }
-                throw RuncError.sys("mkdir \(dir)", e)
-            }
+            if mkdir(dir, 0o755) != 0, errno != EEXIST { throw RuncError.sys("mkdir \(dir)", errno) }
         }
-        guard cpuset else { return }
-        for f in ["cpuset.cpus", "cpuset.mems"] {
-            let mine = (readFile(dir + "/" + f) ?? "").trimmed
-            if mine.isEmpty, let theirs = readFile(parent + "/" + f) {
-                _ = writeFile(dir + "/" + f, theirs)
+        if cpuset { Self.fillCpuset(dir) }
+    }
+
+    /// Gives `dir`, and each ancestor whose cpus or mems are empty, those of the nearest ancestor that has them,
+    /// top down (as runc's cpuset copy does): the kernel refuses a task in a cpuset cgroup with empty cpus or mems
+    /// (ENOSPC), and a parent another berth-runc just created may not be filled in yet (20 containers started at
+    /// once failed that way). Usually `dir` already has both, and this only reads them.
+    static func fillCpuset(_ dir: String) {
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            var empty: [String] = []
+            var level = dir
+            var inherited: String?
+            while let value = readFile(level + "/" + file)?.trimmed {
+                if !value.isEmpty {
+                    inherited = value
+                    break
+                }
+                empty.append(level)
+                guard let slash = level.lastIndex(of: "/"), slash > level.startIndex else { break }
+                level = String(level[..<slash])
             }
+            guard let inherited else { continue }
+            for level in empty.reversed() { _ = writeFile(level + "/" + file, inherited) }
         }
     }
 

@@ -117,6 +117,39 @@ struct CgroupTests {
         }
     }
 
+    /// Two levels another berth-runc has just created and not filled in yet (empty cpus and mems, no
+    /// `clone_children`): the container still starts, the levels get the nearest filled ancestor's masks, top down.
+    @Test func emptyCpusetAncestorsAreFilledBeforeJoining() throws {
+        try withBundle(["cat", "/sys/fs/cgroup/cpuset/cpuset.cpus"]) { b in
+            let parent = b.newID("race")
+            let root = "/sys/fs/cgroup/cpuset/"
+            defer {
+                for name in Self.hierarchies() {
+                    rmdir("/sys/fs/cgroup/\(name)/\(parent)/mid")
+                    rmdir("/sys/fs/cgroup/\(name)/\(parent)")
+                }
+            }
+            #expect(mkdir(root + parent, 0o755) == 0)
+            #expect(mkdir(root + parent + "/mid", 0o755) == 0)
+            let read = { (f: String) in
+                ((try? String(contentsOfFile: root + f, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            #expect(read(parent + "/mid/cpuset.cpus").isEmpty, "the kernel left a new cpuset cgroup empty")
+            let id = b.newID("cpuset")
+            var linux = b.linux
+            linux["cgroupsPath"] = "/\(parent)/mid/\(id)"
+            b.linux = linux
+            try b.write()
+            let r = try b.berth("run", "--bundle", b.dir, id)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout == read("cpuset.cpus") + "\n")
+            for level in [parent, parent + "/mid"] {
+                #expect(read(level + "/cpuset.cpus") == read("cpuset.cpus"), "\(level)")
+                #expect(read(level + "/cpuset.mems") == read("cpuset.mems"), "\(level)")
+            }
+        }
+    }
+
     static func hierarchies() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []).filter { !$0.contains(",") }
     }
