@@ -112,7 +112,7 @@ struct ContentAccess {
     /// afterwards whatever happens: on failure the GC then collects what the transfer wrote.
     func withLease<T>(_ body: () async throws(BerthError) -> T) async throws(BerthError) -> T {
         if RequestContext.lease != nil { return try await body() }
-        let expire = Date().addingTimeInterval(24 * 3600).formatted(.iso8601)
+        let expire = RFC3339.format(Date().addingTimeInterval(24 * 3600))
         let lease = try await leases.create(id: "", labels: [GCLabels.expire: expire])
         let result: Result<T, BerthError>
         do {

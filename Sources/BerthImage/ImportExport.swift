@@ -126,9 +126,7 @@ extension LocalTransferrer {
         var prefixes = store.extraReferences.filter(\.isPrefix)
         let checkPrefix = !prefixes.isEmpty
         if prefixes.isEmpty {
-            let now = Calendar(identifier: .gregorian).dateComponents(in: TimeZone.current, from: Date())
-            let day = String(format: "%04d-%02d-%02d", now.year ?? 0, now.month ?? 0, now.day ?? 0)
-            prefixes = [ImageReference(name: "import-\(day)", isPrefix: true)]
+            prefixes = [ImageReference(name: "import-\(RFC3339.localDay(Date()))", isPrefix: true)]
         }
         for entry in entries {
             var target = entry

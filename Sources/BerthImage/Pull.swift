@@ -23,7 +23,7 @@ extension LocalTransferrer {
         let leases = stores.metadata.leases
         let lease = try await leases.create(
             id: "pull-\(PullSession.uniquePart())",
-            labels: [GCLabels.expire: rfc3339(Date().addingTimeInterval(24 * 3600))])
+            labels: [GCLabels.expire: RFC3339.format(Date().addingTimeInterval(24 * 3600))])
         let session = PullSession(
             client: RegistryClient(hosts: hosts, credentials: registry.credentials), reference: reference,
             namespace: namespace, lease: lease.id, content: stores.metadata.content, leases: leases,

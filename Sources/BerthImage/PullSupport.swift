@@ -247,10 +247,3 @@ final class PullProgress: @unchecked Sendable {
         sink(TransferProgress(event: event, name: name, descriptor: descriptor))
     }
 }
-
-/// RFC 3339 time in UTC, as containerd writes `containerd.io/gc.expire`.
-func rfc3339(_ date: Date) -> String {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime]
-    return formatter.string(from: date)
-}

@@ -51,20 +51,12 @@ public struct GCView: GarbageCollector {
         var removed = 0
         let rows = try Row.fetchAll(db, cachedSQL: "SELECT namespace, id, value FROM lease_labels WHERE key = ?", arguments: [GCLabels.expire])
         for row in rows {
-            guard let expiry = parseRFC3339(row["value"]), expiry < now else { continue }
+            guard let expiry = RFC3339.parse(row["value"]), expiry < now else { continue }
             try db.run(
                 sql: "DELETE FROM leases WHERE namespace = ? AND id = ?", arguments: [row["namespace"] as String, row["id"] as String])
             removed += db.changesCount
         }
         return removed
-    }
-
-    static func parseRFC3339(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
     }
 }
 

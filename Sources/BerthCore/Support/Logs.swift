@@ -46,7 +46,7 @@ public struct LineLogHandler: LogHandler {
     public func log(event: LogEvent) {
         var all = metadata
         if let extra = event.metadata { all.merge(extra) { _, new in new } }
-        let time = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
+        let time = RFC3339.format(Date(), fractionDigits: 3, zone: false)
         let line: String
         if json {
             var object: [String: String] = ["time": time, "level": "\(event.level)", "msg": "\(event.message)"]
