@@ -98,22 +98,14 @@ struct CgroupTests {
             defer { for name in Self.hierarchies() { rmdir("/sys/fs/cgroup/\(name)/\(parent)") } }
             var outputs: [String] = []
             for _ in 0..<2 {
-                let id = b.newID("cpuset")
-                var linux = b.linux
-                linux["cgroupsPath"] = "/\(parent)/\(id)"
-                b.linux = linux
-                try b.write()
-                let r = try b.berth("run", "--bundle", b.dir, id)
+                let r = try Self.run(b) { "/\(parent)/\($0)" }
                 #expect(r.status == 0, "\(r.stderr)")
                 outputs.append(r.stdout)
             }
-            let dir = "/sys/fs/cgroup/cpuset/\(parent)/"
-            let read = { (f: String) in
-                ((try? String(contentsOfFile: dir + f, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            #expect(read("cgroup.clone_children") == "1")
-            #expect(!read("cpuset.cpus").isEmpty)
-            #expect(outputs == Array(repeating: read("cpuset.cpus") + "\n" + read("cpuset.mems") + "\n", count: 2))
+            #expect(Self.cpuset(parent + "/cgroup.clone_children") == "1")
+            #expect(!Self.cpuset(parent + "/cpuset.cpus").isEmpty)
+            let masks = Self.cpuset(parent + "/cpuset.cpus") + "\n" + Self.cpuset(parent + "/cpuset.mems") + "\n"
+            #expect(outputs == [masks, masks])
         }
     }
 
@@ -122,32 +114,39 @@ struct CgroupTests {
     @Test func emptyCpusetAncestorsAreFilledBeforeJoining() throws {
         try withBundle(["cat", "/sys/fs/cgroup/cpuset/cpuset.cpus"]) { b in
             let parent = b.newID("race")
-            let root = "/sys/fs/cgroup/cpuset/"
             defer {
                 for name in Self.hierarchies() {
                     rmdir("/sys/fs/cgroup/\(name)/\(parent)/mid")
                     rmdir("/sys/fs/cgroup/\(name)/\(parent)")
                 }
             }
-            #expect(mkdir(root + parent, 0o755) == 0)
-            #expect(mkdir(root + parent + "/mid", 0o755) == 0)
-            let read = { (f: String) in
-                ((try? String(contentsOfFile: root + f, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            #expect(read(parent + "/mid/cpuset.cpus").isEmpty, "the kernel left a new cpuset cgroup empty")
-            let id = b.newID("cpuset")
-            var linux = b.linux
-            linux["cgroupsPath"] = "/\(parent)/mid/\(id)"
-            b.linux = linux
-            try b.write()
-            let r = try b.berth("run", "--bundle", b.dir, id)
+            #expect(mkdir("/sys/fs/cgroup/cpuset/" + parent, 0o755) == 0)
+            #expect(mkdir("/sys/fs/cgroup/cpuset/" + parent + "/mid", 0o755) == 0)
+            #expect(Self.cpuset(parent + "/mid/cpuset.cpus").isEmpty, "the kernel left a new cpuset cgroup empty")
+            let r = try Self.run(b) { "/\(parent)/mid/\($0)" }
             #expect(r.status == 0, "\(r.stderr)")
-            #expect(r.stdout == read("cpuset.cpus") + "\n")
+            #expect(r.stdout == Self.cpuset("cpuset.cpus") + "\n")
             for level in [parent, parent + "/mid"] {
-                #expect(read(level + "/cpuset.cpus") == read("cpuset.cpus"), "\(level)")
-                #expect(read(level + "/cpuset.mems") == read("cpuset.mems"), "\(level)")
+                #expect(Self.cpuset(level + "/cpuset.cpus") == Self.cpuset("cpuset.cpus"), "\(level)")
+                #expect(Self.cpuset(level + "/cpuset.mems") == Self.cpuset("cpuset.mems"), "\(level)")
             }
         }
+    }
+
+    /// Runs the bundle as a new container whose cgroupsPath `path` makes from its id.
+    static func run(_ b: TestBundle, cgroupsPath path: (String) -> String) throws -> CommandResult {
+        let id = b.newID("cpuset")
+        var linux = b.linux
+        linux["cgroupsPath"] = path(id)
+        b.linux = linux
+        try b.write()
+        return try b.berth("run", "--bundle", b.dir, id)
+    }
+
+    /// A file of the cpuset hierarchy (relative to its root), trimmed; empty when unreadable.
+    static func cpuset(_ file: String) -> String {
+        ((try? String(contentsOfFile: "/sys/fs/cgroup/cpuset/" + file, encoding: .utf8)) ?? "")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     static func hierarchies() -> [String] {
