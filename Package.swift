@@ -225,7 +225,7 @@ let package = Package(
                     .when(configuration: .release)),
             ]),
         .testTarget(
-            name: "BerthShimTests", dependencies: ["BerthTTRPC", "BerthAPI", "BerthTestSupport"],
+            name: "BerthShimTests", dependencies: ["BerthTTRPC", "BerthAPI", "BerthTestSupport", "CBerthShim"],
             swiftSettings: swiftSettings),
         // END shim
         // BEGIN run (issue "Containers and tasks"): OCI runtime spec from an image config and `berth run` flags,

@@ -90,13 +90,18 @@ int berth_shim_spawn(const char *path, char *const argv[], char *const envp[], c
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&actions);
     posix_spawnattr_init(&attr);
-    // Move every source above the target range first, so dup2 targets never clobber a later source.
+    // Copy every source above both the targets and all sources first, so that no dup2 clobbers a source not
+    // yet copied. (A fixed spot such as 100 + i did: with 20 execs at once the shim's own descriptors passed
+    // 100, and a process could get another's pipe end as its stdout.)
     int moved[64];
     if (nfds > 64) nfds = 64;
+    int base = nfds;
+    for (int i = 0; i < nfds; i++)
+        if (fds[i] >= base) base = fds[i] + 1;
     for (int i = 0; i < nfds; i++) {
         moved[i] = -1;
         if (fds[i] >= 0) {
-            moved[i] = 100 + i;
+            moved[i] = base + i;
             posix_spawn_file_actions_adddup2(&actions, fds[i], moved[i]);
         }
     }
