@@ -144,7 +144,14 @@ public struct ContentView: ContentMetadata {
         let backend = try requireBackend()
         let lease = RequestContext.lease
         if let expected {
-            if (try? await info(expected)) != nil { throw .alreadyExists("content \(expected)") }
+            // A blob the namespace has goes into the request's lease all the same (containerd's Writer does):
+            // the client counts on the lease to keep what it "wrote" until it references it.
+            if (try? await info(expected)) != nil {
+                if let lease {
+                    try await LeaseView(store: store).addResource(lease, LeaseResource(id: expected.description, type: "content"))
+                }
+                throw .alreadyExists("content \(expected)")
+            }
             // Shared policy: a blob another namespace committed is claimed without rewriting it.
             if store.sharedContent, let existing = try? await backend.info(expected) {
                 try await record(namespace: namespace, digest: expected, size: existing.size, labels: [:], lease: lease)
@@ -159,24 +166,30 @@ public struct ContentView: ContentMetadata {
         return NamespacedWriter(view: self, inner: inner, ref: ref, namespace: namespace, lease: lease)
     }
 
-    /// Records a committed blob in a namespace (and in the request's lease). AlreadyExists when already there.
+    /// Records a committed blob in a namespace, and in the request's lease even when the namespace already had it
+    /// (then AlreadyExists, as containerd's commit: a concurrent writer of the same blob still holds it by its
+    /// lease).
     func record(namespace: String, digest: Digest, size: Int64, labels: [String: String], lease: String?)
         async throws(BerthError)
     {
         try Labels.validate(labels)
-        try await store.write { db in
+        let existed = try await store.write { db -> Bool in
             let now = Date().timeIntervalSince1970
             try ensureNamespace(db, namespace, now: now)
-            if try Self.info(db, namespace, digest) != nil { throw BerthError.alreadyExists("content \(digest)") }
-            try db.run(
-                sql: "INSERT INTO content (namespace, digest, size, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                arguments: [namespace, digest.description, size, now, now])
-            try LabelRows.content.insert(db, namespace, digest.description, labels)
+            let existed = try Self.info(db, namespace, digest) != nil
+            if !existed {
+                try db.run(
+                    sql: "INSERT INTO content (namespace, digest, size, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [namespace, digest.description, size, now, now])
+                try LabelRows.content.insert(db, namespace, digest.description, labels)
+            }
             if let lease {
                 try LeaseView.addLeaseResource(db, namespace, lease, LeaseResource(id: digest.description, type: "content"))
             }
+            return existed
         }
         store.mutated(deletion: false)
+        if existed { throw .alreadyExists("content \(digest)") }
     }
 
 }
@@ -225,10 +238,17 @@ struct NamespacedWriter: MetadataContentWriter {
             try await view.record(namespace: namespace, digest: digest, size: committedSize, labels: labels, lease: lease)
         } catch {
             await store.endCommit()
+            // The ingest is over when the namespace already had the blob, too.
+            if error.code == .alreadyExists { await releaseIngest() }
             throw error
         }
         await store.endCommit()
-        if let lease { try? await LeaseView(store: store).deleteResource(lease, LeaseResource(id: ref, type: "ingests")) }
+        await releaseIngest()
         return digest
+    }
+
+    /// Drops the ingest from the request's lease.
+    private func releaseIngest() async {
+        if let lease { try? await LeaseView(store: store).deleteResource(lease, LeaseResource(id: ref, type: "ingests")) }
     }
 }
