@@ -46,38 +46,44 @@ import Testing
         }
     }
 
-    @Test func writerForContentTheNamespaceHasAddsItToTheLease() async throws {
+    /// A fixture whose namespace "default" has the leases "first" and "second".
+    func fixture() async throws -> Fixture {
         let f = try Fixture()
-        let content = ContentView(store: f.store)
-        let leases = f.metadata.leases
         try await RequestContext.$namespace.withValue("default") {
-            _ = try await leases.create(id: "first", labels: [:])
-            _ = try await leases.create(id: "second", labels: [:])
+            _ = try await f.metadata.leases.create(id: "first", labels: [:])
+            _ = try await f.metadata.leases.create(id: "second", labels: [:])
         }
+        return f
+    }
+
+    /// "second" holds the blob and nothing else, and keeps it through a collection once "first" is gone.
+    func expectSecondLeaseKeepsTheBlob(_ f: Fixture) async throws {
+        let resource = LeaseResource(id: f.digest.description, type: "content")
+        #expect(try await inLease("second") { try await f.metadata.leases.listResources("second") } == [resource])
+        try await RequestContext.$namespace.withValue("default") {
+            try await f.metadata.leases.delete("first")
+            _ = try await f.metadata.gc.collect()
+            #expect(try await ContentView(store: f.store).info(f.digest).size == Int64(Self.blob.count))
+        }
+    }
+
+    @Test func writerForContentTheNamespaceHasAddsItToTheLease() async throws {
+        let f = try await fixture()
         #expect(try await inLease("first") { await write(f, ref: "a") } == nil)
         #expect(try await inLease("second") { await write(f, ref: "b") } == .alreadyExists)
-        let resource = LeaseResource(id: f.digest.description, type: "content")
-        #expect(try await inLease("second") { try await leases.listResources("second") } == [resource])
+        try await expectSecondLeaseKeepsTheBlob(f)
         try await RequestContext.$namespace.withValue("default") {
-            try await leases.delete("first")
+            try await f.metadata.leases.delete("second")
             _ = try await f.metadata.gc.collect()
-            #expect(try await content.info(f.digest).size == Int64(Self.blob.count))
-            try await leases.delete("second")
-            _ = try await f.metadata.gc.collect()
-            await #expect { try await content.info(f.digest) } throws: { ($0 as? BerthError)?.code == .notFound }
+            await #expect { try await ContentView(store: f.store).info(f.digest) } throws: { ($0 as? BerthError)?.code == .notFound }
         }
     }
 
     /// Both writers opened before either committed: the second commit finds the blob there, keeps it in its lease
     /// and drops its ingest.
     @Test func commitThatFindsTheBlobKeepsItInTheLease() async throws {
-        let f = try Fixture()
+        let f = try await fixture()
         let content = ContentView(store: f.store)
-        let leases = f.metadata.leases
-        try await RequestContext.$namespace.withValue("default") {
-            _ = try await leases.create(id: "first", labels: [:])
-            _ = try await leases.create(id: "second", labels: [:])
-        }
         let size = Int64(Self.blob.count)
         let first = try await inLease("first") { try await content.writer(ref: "a", total: size, expected: f.digest) }
         let second = try await inLease("second") { try await content.writer(ref: "b", total: size, expected: f.digest) }
@@ -86,12 +92,6 @@ import Testing
         _ = try await inLease("first") { try await first.commit(size: size, expected: f.digest, labels: [:]) }
         await #expect { try await inLease("second") { _ = try await second.commit(size: size, expected: f.digest, labels: [:]) } }
             throws: { ($0 as? BerthError)?.code == .alreadyExists }
-        let resource = LeaseResource(id: f.digest.description, type: "content")
-        #expect(try await inLease("second") { try await leases.listResources("second") } == [resource])
-        try await RequestContext.$namespace.withValue("default") {
-            try await leases.delete("first")
-            _ = try await f.metadata.gc.collect()
-            #expect(try await content.info(f.digest).size == size)
-        }
+        try await expectSecondLeaseKeepsTheBlob(f)
     }
 }
