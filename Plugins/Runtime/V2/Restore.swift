@@ -48,9 +48,23 @@ extension ShimManager {
         var shim: ShimTask?
         if let address = bundle.shimAddress { shim = try? connect(bundle: bundle, binary: binary, address: address) }
         if let shim, (try? await shim.connect(timeout: timeouts.load)) != nil {
+            let state: ProcessState?
+            do {
+                state = try await shim.state(execID: "", timeout: timeouts.state)
+            } catch where error.code == .notFound {
+                // A shim started for a task whose Create never reached it (the daemon died in between): stop it
+                // and clean up, as containerd's "cleaning leaked shim process". There was no task to report.
+                logger.info("cleaning leaked shim process", metadata: ["id": "\(id)", "namespace": "\(namespace)"])
+                _ = await shim.shutdown(timeout: timeouts.shutdown)
+                shim.release()
+                await removeShim(shim)
+                return
+            } catch {
+                state = nil
+            }
             tasks[Self.key(namespace, id)] = shim
             logger.debug("reconnected shim", metadata: ["id": "\(id)", "namespace": "\(namespace)"])
-            if let state = try? await shim.state(execID: "", timeout: timeouts.state), state.status == .stopped {
+            if let state, state.status == .stopped {
                 let exit = TaskExit(pid: state.pid, status: state.exitStatus, exitedAt: state.exitedAt ?? Date())
                 await publishExit(namespace: namespace, id: id, exit: exit, delete: false)
             }

@@ -246,8 +246,10 @@ public actor ShimManager: TaskManager, Closable {
         do {
             exit = try await shim.delete(execID: "")
         } catch where error.code == .notFound {
-            // The shim is gone or no longer knows the task: clean up, then report it as containerd does.
+            // The shim is gone or no longer knows the task: stop it if it still runs, clean up, then report it as
+            // containerd does.
             tasks.removeValue(forKey: key)
+            _ = await shim.shutdown(timeout: timeouts.shutdown)
             shim.release()
             await removeShim(shim)
             throw error
