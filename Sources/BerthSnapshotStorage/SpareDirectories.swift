@@ -12,9 +12,9 @@ import Synchronization
 /// every new snapshot needs two (its directory and `fs`): about a quarter of a Prepare. A spare is the backend's
 /// `prepareSpare` result on a `mkdtemp` name, made on a background queue once the taking transaction has ended (a
 /// `mkdir` in `spares/` while the transaction renames out of it would hold that directory's lock against the
-/// rename). When the stock is empty
-/// (a burst of creations), `take` makes one on the spot, as before. Spares are not snapshots: they live outside
-/// `snapshots/`, so listings, usage and cleanup never see them, and the ones a previous run left are deleted at start.
+/// rename). When the stock is empty (a burst of creations), `take` makes one on the spot, as before. Spares are not
+/// snapshots: they live outside `snapshots/`, so listings, usage and cleanup never see them, and the ones a previous
+/// run left are deleted at start.
 final class SpareDirectories: Sendable {
     /// How many spares to keep ready: enough for a Prepare right after another.
     static let target = 2

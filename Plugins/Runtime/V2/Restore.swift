@@ -55,9 +55,7 @@ extension ShimManager {
                 // A shim started for a task whose Create never reached it (the daemon died in between): stop it
                 // and clean up, as containerd's "cleaning leaked shim process". There was no task to report.
                 logger.info("cleaning leaked shim process", metadata: ["id": "\(id)", "namespace": "\(namespace)"])
-                _ = await shim.shutdown(timeout: timeouts.shutdown)
-                shim.release()
-                await removeShim(shim)
+                await shutDownAndRemove(shim)
                 return
             } catch {
                 state = nil

@@ -249,9 +249,7 @@ public actor ShimManager: TaskManager, Closable {
             // The shim is gone or no longer knows the task: stop it if it still runs, clean up, then report it as
             // containerd does.
             tasks.removeValue(forKey: key)
-            _ = await shim.shutdown(timeout: timeouts.shutdown)
-            shim.release()
-            await removeShim(shim)
+            await shutDownAndRemove(shim)
             throw error
         }
         tasks.removeValue(forKey: key)
@@ -281,6 +279,13 @@ public actor ShimManager: TaskManager, Closable {
     }
 
     func finishCleanup(_ key: String) { cleanups.removeValue(forKey: key) }
+
+    /// Asks a shim without a task to exit (a dead one does not answer), then removes it as `removeShim` does.
+    func shutDownAndRemove(_ shim: ShimTask) async {
+        _ = await shim.shutdown(timeout: timeouts.shutdown)
+        shim.release()
+        await removeShim(shim)
+    }
 
     /// Runs the shim's `delete` (its own clean-up: runtime state, socket) and removes the bundle. Returns what
     /// `delete` reported about the task's exit, if it could.
