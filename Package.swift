@@ -254,7 +254,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthIntegrationTests",
-            dependencies: ["BerthCore", "BerthGRPC", "BerthAPI", "BerthTestSupport", "berthd", "berth", "berth-shim"],
+            dependencies: [
+                "BerthCore", "BerthGRPC", "BerthAPI", "BerthTTRPC", "BerthTestSupport", "berthd", "berth", "berth-shim",
+            ],
             swiftSettings: swiftSettings),
     ] + pluginTargets.map { plugin in
         .target(

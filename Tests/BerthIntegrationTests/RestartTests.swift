@@ -1,6 +1,8 @@
 import BerthAPI
 import BerthCore
 import BerthGRPC
+import BerthTTRPC
+import SwiftProtobuf
 import Foundation
 import Testing
 
@@ -120,6 +122,60 @@ import Testing
             .filter { Mounting.isDirectory("\(parent)/\($0)") }
         #expect(cgroups.isEmpty, "\(cgroups)")
         rmdir(parent)
+    }
+
+    /// A shim that outlived the daemon but no longer has a task (the daemon died between starting it and
+    /// Tasks.Create reaching it; here the task is deleted straight through the shim while the daemon is down) is
+    /// stopped at restart, its bundle removed, as containerd's "cleaning leaked shim process".
+    @Test(arguments: S.shims) func leakedShimWithoutTaskIsStoppedOnRestart(shim: String) async throws {
+        let namespace = "restart-\(UInt32.random(in: 0..<1_000_000))"
+        let first = try await S.offPool { try Daemon(extra: S.runtimeConfig(shim: shim)) }
+        defer {
+            S.cleanup(first, namespace: namespace)
+            first.remove()
+        }
+        let rootfs = try S.makeRootfs(in: first.directory)
+        let r = try await S.ctr(first, namespace, ["run", "-d", "--rootfs", rootfs, "leaked", "/bin/sleep", "1000"])
+        #expect(r.succeeded, "\(r.stderr)")
+        kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+        let bundle = first.directory + "/state/io.containerd.runtime.v2.task/\(namespace)/leaked"
+        try await deleteTaskThroughShim(bundle: bundle, namespace: namespace, id: "leaked")
+        let shims = S.shimPids(first)
+        #expect(shims.count == 1, "\(shims)")
+
+        let second = try await S.offPool { try Daemon(directory: first.directory) }
+        defer { second.stop() }
+        let stopped = try await S.eventually { S.shimPids(second).isEmpty }
+        #expect(stopped, "shim still running: \(S.shimPids(second))")
+        let noBundle = try await S.eventually { !FileManager.default.fileExists(atPath: bundle) }
+        #expect(noBundle)
+        #expect(try S.tasks(second, namespace: namespace).isEmpty)
+        #expect(try await S.ctr(second, namespace, ["containers", "rm", "leaked"]).succeeded)
+    }
+
+    /// Kills, waits for and deletes the task `id` over the shim's own ttrpc socket (the address in the bundle),
+    /// leaving the shim running with no task.
+    func deleteTaskThroughShim(bundle: String, namespace: String, id: String) async throws {
+        let text = try String(contentsOfFile: bundle + "/address", encoding: .utf8)
+        let address = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let client = try TTRPCClient(path: String(address.dropFirst("unix://".count)))
+        defer { client.close() }
+        let service = "containerd.task.v2.Task"
+        let metadata: TTRPCMetadata = [ttrpcNamespaceHeader: namespace]
+        var kill = Containerd_Task_V2_KillRequest()
+        kill.id = id
+        kill.signal = UInt32(SIGKILL)
+        let _: Google_Protobuf_Empty = try await client.call(
+            service: service, method: "Kill", request: kill, metadata: metadata)
+        var wait = Containerd_Task_V2_WaitRequest()
+        wait.id = id
+        let _: Containerd_Task_V2_WaitResponse = try await client.call(
+            service: service, method: "Wait", request: wait, metadata: metadata)
+        var delete = Containerd_Task_V2_DeleteRequest()
+        delete.id = id
+        let _: Containerd_Task_V2_DeleteResponse = try await client.call(
+            service: service, method: "Delete", request: delete, metadata: metadata)
     }
 
     @Test(arguments: S.shims) func deadShimIsCleanedUpOnRestart(shim: String) async throws {
