@@ -32,7 +32,9 @@ let pluginTargets: [(name: String, path: String, deps: [Target.Dependency])] = [
     ("BerthSnapshotsService", "Plugins/Services/Snapshots", ["BerthGRPC", "BerthAPI"]),
     ("BerthOverlaySnapshotter", "Plugins/Snapshotters/Overlay", ["BerthSnapshotStorage"]),
     ("BerthNativeSnapshotter", "Plugins/Snapshotters/Native", ["BerthSnapshotStorage"]),
-    ("BerthBtrfsSnapshotter", "Plugins/Snapshotters/Btrfs", ["BerthSnapshotStorage", "CBtrfsUtil"]),
+    ("BerthBtrfsSnapshotter", "Plugins/Snapshotters/Btrfs", [
+        "BerthSnapshotStorage", "CBtrfsUtil", .product(name: "GRDB", package: "GRDB.swift"),
+    ]),
     ("BerthDevmapperSnapshotter", "Plugins/Snapshotters/Devmapper", [
         "BerthSnapshotStorage", .product(name: "GRDB", package: "GRDB.swift"),
     ]),
@@ -243,14 +245,17 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthSnapshotterTests",
-            dependencies: ["BerthSnapshotStorage", "BerthTestSupport", "BerthCore"]
+            dependencies: [
+                "BerthSnapshotStorage", "BerthTestSupport", "BerthCore", .product(name: "GRDB", package: "GRDB.swift"),
+            ]
                 + snapshotterTargets.map { .target(name: $0) },
             swiftSettings: swiftSettings),
         .testTarget(name: "BerthTOMLTests", dependencies: ["BerthTOML"], swiftSettings: swiftSettings),
         .testTarget(name: "BerthCoreTests", dependencies: ["BerthCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthPluginTests",
-            dependencies: ["BerthCore", "BerthGRPC", "BerthAPI"] + pluginTargets.map { .target(name: $0.name) },
+            dependencies: ["BerthCore", "BerthGRPC", "BerthAPI", "BerthTestSupport"]
+                + pluginTargets.map { .target(name: $0.name) },
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BerthIntegrationTests",

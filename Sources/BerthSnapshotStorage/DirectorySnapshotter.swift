@@ -3,6 +3,7 @@
 #endif
 import BerthCore
 import Foundation
+import GRDB
 import Synchronization
 
 /// What distinguishes one directory-per-snapshot backend (overlayfs, native) from another: how a new snapshot's
@@ -23,13 +24,14 @@ public protocol SnapshotDirectoryBackend: Sendable {
     func extraLabels(_ snapshotDirectory: String) -> [String: String]?
 }
 
-/// The snapshotter shared by directory-per-snapshot backends, containerd's overlay/native skeleton:
-/// `<root>/metadata.db` plus `<root>/snapshots/<id>`. A new snapshot is built in a spare directory
-/// (`spares/new-XXXXXX`, made ahead) and renamed to `snapshots/<id>` inside the metadata transaction, so a crash leaves
+/// The snapshotter shared by directory-per-snapshot backends, containerd's overlay/native skeleton: rows in
+/// `<root>/metadata.db` or the shared metadata database (`SnapshotDatabase`), data in `<root>/snapshots/<id>`.
+/// A new snapshot is built in a spare directory (`spares/new-XXXXXX`, made ahead) and renamed to `snapshots/<id>`
+/// inside the metadata transaction (the caller's, for the joined calls), so a crash leaves
 /// either a recorded id with its directory or an unrecorded leftover that `cleanup()` deletes. Remove renames `<id>` to
 /// `rm-<id>` inside the transaction (renamed back if the transaction fails) and deletes it after commit: at once with
 /// `syncRemove`, else in the background.
-public final class DirectorySnapshotter: Snapshotter, Closable {
+public final class DirectorySnapshotter: JoinableSnapshotter, Closable {
     public let root: String
     public let store: SnapshotMetaStore
     let backend: any SnapshotDirectoryBackend
@@ -39,7 +41,9 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
     let closed = Mutex(false)
     let spares: SpareDirectories
 
-    public init(root: String, backend: any SnapshotDirectoryBackend, syncRemove: Bool = false) throws(BerthError) {
+    public init(
+        root: String, backend: any SnapshotDirectoryBackend, syncRemove: Bool = false, database: SnapshotDatabase = .own
+    ) throws(BerthError) {
         self.root = root
         self.backend = backend
         self.syncRemove = syncRemove
@@ -47,7 +51,7 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
         if mkdir(root + "/snapshots", 0o700) != 0 && errno != EEXIST {
             throw .internalError("mkdir \(root)/snapshots: \(FileSystem.errnoMessage())")
         }
-        store = try SnapshotMetaStore(path: root + "/metadata.db")
+        store = try SnapshotMetaStore(root: root, database: database)
         try Self.recoverInterruptedRemovals(root + "/snapshots", store)
         spares = try SpareDirectories(directory: root + "/spares") { [backend] path throws(BerthError) in
             try backend.prepareSpare(path)
@@ -129,21 +133,8 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
         let made = Made()
         defer { spares.refill() }
         do throws(BerthError) {
-            let snapshot = try await store.write { [backend, spares] tx throws(BerthError) in
-                let temporary = try spares.take()
-                made.add(temporary)
-                let snapshot = try tx.createSnapshot(kind: kind, key: key, parent: parent, labels: labels)
-                try backend.populate(temporary, snapshot: snapshot, snapshotDirectory: self.snapshotDirectory)
-                let path = self.snapshotDirectory(snapshot.id)
-                // The id is new in this transaction, so a directory by its name is a leftover of a transaction
-                // a crash rolled back (SQLite then hands out the same id again): it belongs to no snapshot.
-                if FileSystem.exists(path) { try SnapshotFiles.removeTree(path) }
-                guard rename(temporary, path) == 0 else {
-                    throw .internalError("rename \(temporary) to \(path): \(FileSystem.errnoMessage())")
-                }
-                made.drop(temporary)
-                made.add(path)
-                return snapshot
+            let snapshot = try await store.write { tx throws(BerthError) in
+                try self.createRows(tx, kind: kind, key: key, parent: parent, labels: labels, made: made)
             }
             return backend.mounts(snapshot, snapshotDirectory: snapshotDirectory)
         } catch {
@@ -152,18 +143,85 @@ public final class DirectorySnapshotter: Snapshotter, Closable {
         }
     }
 
+    /// The body of a create's transaction: records the snapshot and renames a filled spare to its directory.
+    private func createRows(
+        _ tx: SnapshotTransaction, kind: SnapshotKind, key: String, parent: String, labels: [String: String], made: Made
+    ) throws(BerthError) -> StoredSnapshot {
+        let temporary = try spares.take()
+        made.add(temporary)
+        let snapshot = try tx.createSnapshot(kind: kind, key: key, parent: parent, labels: labels)
+        try backend.populate(temporary, snapshot: snapshot, snapshotDirectory: snapshotDirectory)
+        let path = snapshotDirectory(snapshot.id)
+        // The id is new in this transaction, so a directory by its name is a leftover of a transaction a crash
+        // rolled back (SQLite then hands out the same id again): it belongs to no snapshot.
+        if FileSystem.exists(path) { try SnapshotFiles.removeTree(path) }
+        guard rename(temporary, path) == 0 else {
+            throw .internalError("rename \(temporary) to \(path): \(FileSystem.errnoMessage())")
+        }
+        made.drop(temporary)
+        made.add(path)
+        return snapshot
+    }
+
+    // MARK: JoinableSnapshotter
+
+    public var sharedDatabasePath: String? { store.isShared ? store.path : nil }
+
+    public func create(in db: Database, kind: SnapshotKind, key: String, parent: String, labels: [String: String])
+        throws(BerthError) -> (mounts: [Mount], change: JoinedChange)
+    {
+        let made = Made()
+        let undo: @Sendable () -> Void = { [spares] in
+            for path in made.all { try? SnapshotFiles.removeTree(path) }
+            spares.refill()
+        }
+        do throws(BerthError) {
+            let snapshot = try createRows(
+                store.transaction(db), kind: kind, key: key, parent: parent, labels: labels, made: made)
+            let change = JoinedChange { [spares] committed in committed ? spares.refill() : undo() }
+            return (backend.mounts(snapshot, snapshotDirectory: snapshotDirectory), change)
+        } catch {
+            undo()
+            throw error
+        }
+    }
+
+    public func commitUsage(in db: Database, key: String) throws(BerthError) -> UsageMeasure {
+        try usageMeasure(store.transaction(db), key: key)
+    }
+
+    private func usageMeasure(_ tx: SnapshotTransaction, key: String) throws(BerthError) -> UsageMeasure {
+        let (id, info, _) = try tx.getInfo(key)
+        guard info.kind == .active else { throw .failedPrecondition("snapshot \(key) is not active") }
+        let directory = backend.usageDirectory(snapshotDirectory(id))
+        return { () throws(BerthError) in try SnapshotFiles.diskUsage(directory) }
+    }
+
+    public func commit(in db: Database, name: String, key: String, usage: SnapshotUsage, labels: [String: String])
+        throws(BerthError) -> JoinedChange
+    {
+        try commitRows(store.transaction(db), name: name, key: key, usage: usage, labels: labels)
+        return .none
+    }
+
+    /// The body of a commit's transaction: the id (so the directory) stays, the row becomes committed.
+    private func commitRows(
+        _ tx: SnapshotTransaction, name: String, key: String, usage: SnapshotUsage, labels: [String: String]
+    ) throws(BerthError) {
+        let (_, info, _) = try tx.getInfo(key)
+        guard info.kind == .active else { throw .failedPrecondition("snapshot \(key) is not active") }
+        do throws(BerthError) {
+            try tx.commitActive(key: key, name: name, usage: usage, labels: labels)
+        } catch {
+            throw BerthError(error.code, "failed to commit snapshot \(key): \(error.message)")
+        }
+    }
+
+    /// Measures the usage first, outside the transaction (a walk should not hold the writer), then commits.
     public func commit(_ name: String, key: String, labels: [String: String]) async throws(BerthError) {
-        try await store.write { [backend] tx throws(BerthError) in
-            let (id, info, _) = try tx.getInfo(key)
-            guard info.kind == .active else {
-                throw .failedPrecondition("snapshot \(key) is not active")
-            }
-            let usage = try SnapshotFiles.diskUsage(backend.usageDirectory(self.snapshotDirectory(id)))
-            do throws(BerthError) {
-                try tx.commitActive(key: key, name: name, usage: usage, labels: labels)
-            } catch {
-                throw BerthError(error.code, "failed to commit snapshot \(key): \(error.message)")
-            }
+        let usage = try store.readNow { tx throws(BerthError) in try usageMeasure(tx, key: key) }()
+        try await store.write { tx throws(BerthError) in
+            try self.commitRows(tx, name: name, key: key, usage: usage, labels: labels)
         }
     }
 

@@ -6,6 +6,13 @@ import GRDB
 /// Errors use containerd's codes: NotFound, AlreadyExists, FailedPrecondition, InvalidArgument.
 public struct SnapshotTransaction {
     let db: Database
+    let tables: SnapshotTables
+
+    /// The operations on `tables` in the open transaction of `db`.
+    public init(db: Database, tables: SnapshotTables) {
+        self.db = db
+        self.tables = tables
+    }
 
     private struct Row {
         var id: Int64
@@ -27,7 +34,7 @@ public struct SnapshotTransaction {
     private func fetchRows(_ clause: String, _ arguments: StatementArguments) throws(BerthError) -> [Row] {
         try run {
             let cursor = try GRDB.Row.fetchCursor(
-                db, cachedSQL: "SELECT id, key, parent_id, kind, created_at, updated_at, size, inodes FROM snapshots \(clause)",
+                db, cachedSQL: "SELECT id, key, parent_id, kind, created_at, updated_at, size, inodes FROM \(tables.snapshots) \(clause)",
                 arguments: arguments)
             var rows: [Row] = []
             while let r = try cursor.next() {
@@ -48,7 +55,7 @@ public struct SnapshotTransaction {
     private func labels(_ id: Int64) throws(BerthError) -> [String: String] {
         try run {
             var labels: [String: String] = [:]
-            let cursor = try GRDB.Row.fetchCursor(db, cachedSQL: "SELECT key, value FROM snapshot_labels WHERE id = ?", arguments: [id])
+            let cursor = try GRDB.Row.fetchCursor(db, cachedSQL: "SELECT key, value FROM \(tables.labels) WHERE id = ?", arguments: [id])
             while let r = try cursor.next() { labels[r[0]] = r[1] }
             return labels
         }
@@ -56,16 +63,16 @@ public struct SnapshotTransaction {
 
     private func setLabels(_ id: Int64, _ labels: [String: String]) throws(BerthError) {
         try run {
-            try db.run(sql: "DELETE FROM snapshot_labels WHERE id = ?", arguments: [id])
+            try db.run(sql: "DELETE FROM \(tables.labels) WHERE id = ?", arguments: [id])
             for (key, value) in labels where !value.isEmpty {  // containerd drops empty values
-                try db.run(sql: "INSERT INTO snapshot_labels (id, key, value) VALUES (?, ?, ?)", arguments: [id, key, value])
+                try db.run(sql: "INSERT INTO \(tables.labels) (id, key, value) VALUES (?, ?, ?)", arguments: [id, key, value])
             }
         }
     }
 
     private func key(of id: Int64?) throws(BerthError) -> String {
         guard let id else { return "" }
-        return try run { try String.fetchOne(db, cachedSQL: "SELECT key FROM snapshots WHERE id = ?", arguments: [id]) ?? "" }
+        return try run { try String.fetchOne(db, cachedSQL: "SELECT key FROM \(tables.snapshots) WHERE id = ?", arguments: [id]) ?? "" }
     }
 
     private func info(_ row: Row) throws(BerthError) -> SnapshotInfo {
@@ -79,7 +86,7 @@ public struct SnapshotTransaction {
         var next = parentID
         while let id = next {
             ids.append(String(id))
-            next = try run { try Int64.fetchOne(db, cachedSQL: "SELECT parent_id FROM snapshots WHERE id = ?", arguments: [id]) }
+            next = try run { try Int64.fetchOne(db, cachedSQL: "SELECT parent_id FROM \(tables.snapshots) WHERE id = ?", arguments: [id]) }
         }
         return ids
     }
@@ -117,7 +124,7 @@ public struct SnapshotTransaction {
         let now = Date().timeIntervalSince1970
         let id: Int64 = try run {
             try db.run(
-                sql: "INSERT INTO snapshots (key, parent_id, kind, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                sql: "INSERT INTO \(tables.snapshots) (key, parent_id, kind, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
                 arguments: [key, parentID, kind.rawValue, now, now])
             return db.lastInsertedRowID
         }
@@ -145,7 +152,7 @@ public struct SnapshotTransaction {
         let now = Date().timeIntervalSince1970
         try run {
             try db.run(
-                sql: "UPDATE snapshots SET key = ?, kind = ?, created_at = ?, updated_at = ?, size = ?, inodes = ? WHERE id = ?",
+                sql: "UPDATE \(tables.snapshots) SET key = ?, kind = ?, created_at = ?, updated_at = ?, size = ?, inodes = ? WHERE id = ?",
                 arguments: [name, SnapshotKind.committed.rawValue, now, now, usage.size, usage.inodes, row.id])
         }
         try setLabels(row.id, labels)
@@ -157,12 +164,12 @@ public struct SnapshotTransaction {
     public func remove(_ key: String) throws(BerthError) -> (id: String, kind: SnapshotKind) {
         let row = try row(key: key)
         let children = try run {
-            try Int.fetchOne(db, cachedSQL: "SELECT count(*) FROM snapshots WHERE parent_id = ?", arguments: [row.id]) ?? 0
+            try Int.fetchOne(db, cachedSQL: "SELECT count(*) FROM \(tables.snapshots) WHERE parent_id = ?", arguments: [row.id]) ?? 0
         }
         guard children == 0 else {
             throw .failedPrecondition("cannot remove snapshot \(key): it has \(children) child snapshot(s)")
         }
-        try run { try db.run(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [row.id]) }
+        try run { try db.run(sql: "DELETE FROM \(tables.snapshots) WHERE id = ?", arguments: [row.id]) }
         return (String(row.id), row.kind)
     }
 
@@ -189,7 +196,7 @@ public struct SnapshotTransaction {
         try setLabels(row.id, labels)
         try run {
             try db.run(
-                sql: "UPDATE snapshots SET updated_at = ? WHERE id = ?", arguments: [Date().timeIntervalSince1970, row.id])
+                sql: "UPDATE \(tables.snapshots) SET updated_at = ? WHERE id = ?", arguments: [Date().timeIntervalSince1970, row.id])
         }
         return try getInfo(info.name).info
     }
@@ -208,7 +215,7 @@ public struct SnapshotTransaction {
     public func idMap() throws(BerthError) -> [String: String] {
         try run {
             var map: [String: String] = [:]
-            let cursor = try GRDB.Row.fetchCursor(db, cachedSQL: "SELECT id, key FROM snapshots")
+            let cursor = try GRDB.Row.fetchCursor(db, cachedSQL: "SELECT id, key FROM \(tables.snapshots)")
             while let r = try cursor.next() { map[String(r[0] as Int64)] = r[1] }
             return map
         }

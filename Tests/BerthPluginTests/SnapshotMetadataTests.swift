@@ -15,11 +15,15 @@ import Testing
         let store: MetadataStore
         var metadata: Metadata { Metadata(store: store) }
 
-        init() throws {
+        /// `joined`: the backend keeps its rows in the metadata database, so creates and commits are one
+        /// transaction (`JoinableSnapshotter`); else in its own file, with the backend called first.
+        init(joined: Bool) throws {
             directory = NSTemporaryDirectory() + "berth-snapmeta-\(UUID().uuidString)"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            backend = try NativeSnapshotter.open(root: directory + "/native")
-            store = try MetadataStore(path: directory + "/meta.db", snapshotters: ["native": backend])
+            let path = directory + "/meta.db"
+            backend = try NativeSnapshotter.open(
+                root: directory + "/native", database: joined ? .shared(path: path, name: "native") : .own)
+            store = try MetadataStore(path: path, snapshotters: ["native": backend])
         }
 
         func snapshotter() throws -> any Snapshotter { try metadata.snapshots.snapshotter("native") }
@@ -37,9 +41,10 @@ import Testing
         }
     }
 
-    @Test func keysAreNamespacedAndBackendKeysCarryNamespaceAndID() async throws {
-        let f = try Fixture()
+    @Test(arguments: [false, true]) func keysAreNamespacedAndBackendKeysCarryNamespaceAndID(joined: Bool) async throws {
+        let f = try Fixture(joined: joined)
         let sn = try f.snapshotter()
+        #expect(((sn as? NamespacedSnapshotter)?.joined != nil) == joined)
         _ = try await inNamespace("a") { try await sn.prepare("k", parent: "", labels: [:]) }
         _ = try await inNamespace("b") { try await sn.prepare("k", parent: "", labels: [:]) }
         #expect(try await inNamespace("a") { try await sn.stat("k") }.kind == .active)
@@ -51,8 +56,8 @@ import Testing
         await #expect { try await inNamespace("c") { try await sn.stat("k") } } throws: { code($0) == .notFound }
     }
 
-    @Test func errorsCarryContainerdCodes() async throws {
-        let f = try Fixture()
+    @Test(arguments: [false, true]) func errorsCarryContainerdCodes(joined: Bool) async throws {
+        let f = try Fixture(joined: joined)
         let sn = try f.snapshotter()
         try await inNamespace("default") {
             _ = try await sn.prepare("p", parent: "", labels: [:])
@@ -84,8 +89,8 @@ import Testing
         await #expect { try await sn.stat("child") } throws: { code($0) == .failedPrecondition }
     }
 
-    @Test func onlyInheritedLabelsReachTheBackend() async throws {
-        let f = try Fixture()
+    @Test(arguments: [false, true]) func onlyInheritedLabelsReachTheBackend(joined: Bool) async throws {
+        let f = try Fixture(joined: joined)
         let sn = try f.snapshotter()
         let inherited = SnapshotLabels.inheritedPrefix + "x"
         try await inNamespace("default") {
@@ -102,8 +107,8 @@ import Testing
         }
     }
 
-    @Test func namespaceWithSnapshotsCannotBeDeleted() async throws {
-        let f = try Fixture()
+    @Test(arguments: [false, true]) func namespaceWithSnapshotsCannotBeDeleted(joined: Bool) async throws {
+        let f = try Fixture(joined: joined)
         let sn = try f.snapshotter()
         _ = try await inNamespace("busy") { try await sn.prepare("k", parent: "", labels: [:]) }
         await #expect { try await f.store.delete("busy") } throws: { (error: any Error) in
@@ -113,8 +118,8 @@ import Testing
         try await f.store.delete("busy")
     }
 
-    @Test func leaseHeaderAddsSnapshotsAndCommitMovesTheResource() async throws {
-        let f = try Fixture()
+    @Test(arguments: [false, true]) func leaseHeaderAddsSnapshotsAndCommitMovesTheResource(joined: Bool) async throws {
+        let f = try Fixture(joined: joined)
         let sn = try f.snapshotter()
         let leases = f.metadata.leases
         try await inNamespace("default") {
@@ -142,8 +147,8 @@ import Testing
 
     /// Roots: image content labels (through gc.ref.content), gc.root, snapshot gc.ref labels, parents. The rest
     /// goes, children before parents, from metadata and then from the backend.
-    @Test func collectionMarksFromImagesLabelsAndParents() async throws {
-        let f = try Fixture()
+    @Test(arguments: [false, true]) func collectionMarksFromImagesLabelsAndParents(joined: Bool) async throws {
+        let f = try Fixture(joined: joined)
         let sn = try f.snapshotter()
         let meta = f.metadata
         try await inNamespace("default") {
@@ -196,8 +201,8 @@ import Testing
 
     /// A backend snapshot that no row references (a crash between backend call and row) is swept, and ids are
     /// allocated past it after a restart.
-    @Test func orphanedBackendSnapshotsAreSweptAndIDsNotReused() async throws {
-        let f = try Fixture()
+    @Test(arguments: [false, true]) func orphanedBackendSnapshotsAreSweptAndIDsNotReused(joined: Bool) async throws {
+        let f = try Fixture(joined: joined)
         _ = try await f.backend.prepare("default/41/orphan", parent: "", labels: [:])
         await f.store.seedSnapshotIDs()
         let sn = try f.snapshotter()

@@ -1,4 +1,5 @@
 import BerthCore
+import BerthSnapshotStorage
 import Foundation
 import Logging
 import Testing
@@ -203,6 +204,23 @@ import Testing
             #expect(Set(results.map { $0.first?.options.first ?? "" }).count == 16)
             #expect(try await s.walk(try Filter.parse(["kind==active"])).count == 16)
         }
+    }
+
+    /// Rows in a shared database off the btrfs: joined creates and commits follow the caller's transaction
+    /// (a rolled-back create leaves no subvolume, a rolled-back commit no committed one; a commit deletes the
+    /// active subvolume only once committed).
+    @Test func joinedCallsFollowTheCallersTransaction() async throws {
+        let fs = try LoopBtrfs()
+        defer { fs.tearDown() }
+        let path = fs.directory + "/meta.db"
+        let root = fs.mountPoint + "/root"
+        let s = try BtrfsSnapshotter(root: root, database: .shared(path: path, name: "btrfs"))
+        try await SharedDatabaseTests.checkJoinedCalls(s, path: path) {
+            try ["active", "view", "snapshots"].flatMap { dir in
+                try FileManager.default.contentsOfDirectory(atPath: root + "/" + dir).map { dir + "/" + $0 }
+            }
+        }
+        await s.close()
     }
 
     @Test func pluginSkipsOffBtrfsAndLoadsOnIt() async throws {

@@ -7,6 +7,8 @@ import BerthOverlaySnapshotter
 import BerthSnapshotStorage
 import BerthTestSupport
 import Foundation
+import GRDB
+import Synchronization
 import Testing
 
 /// `kill -9` in the middle of prepares, commits and removals: the test binary re-runs itself with only this test
@@ -18,9 +20,18 @@ struct SnapshotterCrashTests {
     static let childVariable = "BERTH_SNAPSHOT_CRASH_CHILD"
     static let layerBytes = 64 << 10
 
-    static func open(_ backend: String, _ root: String) throws -> DirectorySnapshotter {
-        backend == "native" ? try NativeSnapshotter.open(root: root) : try OverlaySnapshotter.open(root: root)
+    /// `backend` is `overlayfs` or `native`, with `+joined` for rows in a shared database beside `root`, where the
+    /// child prepares and commits through the joined calls inside its own transactions (as the metadata layer).
+    static func open(_ backend: String, _ root: String, config: OverlayConfig = OverlayConfig()) throws
+        -> DirectorySnapshotter
+    {
+        let database = backend.hasSuffix("+joined") ? SnapshotDatabase.shared(path: sharedPath(root), name: "b") : .own
+        return backend.hasPrefix("native")
+            ? try NativeSnapshotter.open(root: root, database: database)
+            : try OverlaySnapshotter.open(root: root, config: config, database: database)
     }
+
+    static func sharedPath(_ root: String) -> String { (root as NSString).deletingLastPathComponent + "/meta.db" }
 
     /// Where a process writes into an active snapshot without mounting it (a child killed with a mount would
     /// leak it): overlay's upperdir, else the bind source.
@@ -40,7 +51,7 @@ struct SnapshotterCrashTests {
             try await Self.child(backend: parts[0], root: parts[1], progress: parts[2])
             return
         }
-        for backend in ["overlayfs", "native"] {
+        for backend in ["overlayfs", "native", "overlayfs+joined", "native+joined"] {
             let scratch = try SnapshotScratch("berth-snap-crash-")
             let root = scratch.path + "/root"
             var commits = 0
@@ -68,12 +79,21 @@ struct SnapshotterCrashTests {
     func verify(backend: String, root: String) async throws {
         var config = OverlayConfig()
         config.syncRemove = true  // so the removal below is finished before cleanup looks
-        let s = backend == "native" ? try NativeSnapshotter.open(root: root) : try OverlaySnapshotter.open(root: root, config: config)
+        let s = try Self.open(backend, root, config: config)
         let ids = try await s.store.read { tx throws(BerthError) in try tx.idMap() }
+        if backend.hasSuffix("+joined") {
+            // The caller's rows and the snapshotter's rows were committed together: neither exists alone.
+            let pool = try SharedDatabase.acquire(Self.sharedPath(root))
+            defer { SharedDatabase.release(Self.sharedPath(root)) }
+            let callerKeys = try await pool.read { db in
+                try db.tableExists("caller") ? try String.fetchAll(db, sql: "SELECT key FROM caller") : []
+            }
+            #expect(Set(callerKeys) == Set(ids.values.filter { !$0.contains("-scratch-") }), "\(backend)")
+        }
         for (id, key) in ids {
             #expect(FileSystem.exists(root + "/snapshots/\(id)"), "\(backend): \(key) (id \(id)) has no directory")
             guard let index = key.split(separator: "-").last.flatMap({ Int($0) }), key.contains("-layer-") else { continue }
-            let own = backend == "native" ? "/snapshots/\(id)" : "/snapshots/\(id)/fs"
+            let own = backend.hasPrefix("native") ? "/snapshots/\(id)" : "/snapshots/\(id)/fs"
             #expect(readFile(root + own + "/data-\(index)") == Self.layerData(index), "\(backend): data of \(key)")
         }
         // The store works on before any cleanup (a rolled-back id is handed out again: its leftover must not
@@ -93,6 +113,7 @@ struct SnapshotterCrashTests {
     /// records how many commits are done in `progress`.
     static func child(backend: String, root: String, progress: String) async throws {
         let s = try open(backend, root)
+        if backend.hasSuffix("+joined") { return try await joinedChild(s, root: root, progress: progress) }
         let round = UUID().uuidString.prefix(8)
         var parent = ""
         var index = 0
@@ -102,6 +123,41 @@ struct SnapshotterCrashTests {
             try writeFile(writableDirectory(mounts) + "/data-\(index)", layerData(index))
             let name = "\(round)-layer-\(index)"
             try await s.commit(name, key: key, labels: ["containerd.io/gc.root": "crash"])
+            parent = name
+            if index % 3 == 0 {
+                _ = try await s.prepare("\(round)-scratch-\(index)", parent: parent, labels: [:])
+                try await s.remove("\(round)-scratch-\(index)")
+            }
+            index += 1
+            try FileSystem.writeAtomically(progress, "\(index)")
+        }
+    }
+
+    /// The child of the joined variants: each prepare and commit runs inside a transaction of the shared database
+    /// that also writes a row of the caller's own table, as the metadata layer does.
+    static func joinedChild(_ s: DirectorySnapshotter, root: String, progress: String) async throws {
+        let pool = try SharedDatabase.acquire(sharedPath(root))
+        try await pool.write { db in try db.execute(sql: "CREATE TABLE IF NOT EXISTS caller (key TEXT PRIMARY KEY)") }
+        let round = UUID().uuidString.prefix(8)
+        var parent = ""
+        var index = 0
+        while true {
+            let key = "\(round)-active-\(index)"
+            let change = Mutex<JoinedChange?>(nil)
+            let mounts = try await pool.write { [parent] db in
+                let (mounts, made) = try s.create(in: db, kind: .active, key: key, parent: parent, labels: [:])
+                change.withLock { $0 = made }
+                try db.execute(sql: "INSERT INTO caller (key) VALUES (?)", arguments: [key])
+                return mounts
+            }
+            change.withLock { $0 }?.settle(committed: true)
+            try writeFile(writableDirectory(mounts) + "/data-\(index)", layerData(index))
+            let name = "\(round)-layer-\(index)"
+            let usage = try await pool.read { db in try s.commitUsage(in: db, key: key) }()
+            try await pool.write { db in
+                _ = try s.commit(in: db, name: name, key: key, usage: usage, labels: [:])
+                try db.execute(sql: "UPDATE caller SET key = ? WHERE key = ?", arguments: [name, key])
+            }
             parent = name
             if index % 3 == 0 {
                 _ = try await s.prepare("\(round)-scratch-\(index)", parent: parent, labels: [:])

@@ -23,7 +23,8 @@ public let registration = Registration(
         throw BerthError.invalidArgument(
             "content_sharing_policy must be \"shared\" or \"isolated\", not \"\(config.contentSharingPolicy)\"")
     }
-    let path = try ic.makeRoot() + "/meta.db"
+    _ = try ic.makeRoot()
+    let path = ic.properties.metadataDatabase
     // Every snapshotter that loaded, by id; skipped ones (btrfs off btrfs, devmapper here) are simply absent.
     let snapshotters = Dictionary(
         ic.all(.snapshotter, as: (any Snapshotter).self).map { ($0.id, $0.instance) }, uniquingKeysWith: { a, _ in a })

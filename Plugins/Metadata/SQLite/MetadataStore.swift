@@ -8,6 +8,8 @@ import Synchronization
 /// moment leaves either the old or the new state. Schema changes are versioned migrations (`Schema`).
 public actor MetadataStore: NamespaceStore, Closable {
     let pool: DatabasePool
+    /// The database file, shared with the snapshotters whose rows are in it.
+    let path: String
     /// The blob store this database references; nil only in tests of the namespace store alone.
     let backend: (any ContentStore)?
     /// `shared`: a blob committed by any namespace can be claimed by another that names its digest.
@@ -29,31 +31,32 @@ public actor MetadataStore: NamespaceStore, Closable {
         self.backend = backend
         self.sharedContent = sharedContent
         self.snapshotters = snapshotters
+        self.path = path
         do {
-            var configuration = Configuration()
-            configuration.busyMode = .timeout(5)
-            configuration.prepareDatabase { db in
-                // Listings read every row: map the file instead of a pread and copy per page.
-                try db.execute(sql: "PRAGMA mmap_size = 268435456")
-                try WriteAheadLog.persist(db)
-            }
-            pool = try DatabasePool(path: path, configuration: configuration)
-            // DatabasePool sets `synchronous = NORMAL` after prepareDatabase when it switches to WAL; NORMAL does not
-            // sync the WAL at commit. FULL on the one writer connection makes every committed transaction durable.
-            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            // Shared with the snapshotters that keep their rows in this file (`SnapshotDatabase.shared`).
+            pool = try SharedDatabase.acquire(path)
+        } catch {
+            throw .internalError("opening metadata database \(path): \(error)")
+        }
+        do {
             try Schema.migrator.migrate(pool)
-            try WriteAheadLog.preallocate(pool, path: path)
             let next = try pool.read { db in
                 (try Int64.fetchOne(db, cachedSQL: "SELECT MAX(id) FROM snapshots") ?? 0) + 1
             }
             snapshotState.values.withLock { $0.next = next }
         } catch {
+            SharedDatabase.release(path)
             throw .internalError("opening metadata database \(path): \(error)")
         }
     }
 
+    private var closed = false
+
+    /// Gives the database back (closing it with its last user); a second call does nothing.
     public func close() async throws {
-        try pool.close()
+        guard !closed else { return }
+        closed = true
+        SharedDatabase.release(path)
     }
 
     /// Runs `body` in a write transaction; a thrown BerthError passes through unchanged. Nonisolated: GRDB

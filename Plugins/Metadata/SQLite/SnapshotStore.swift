@@ -238,6 +238,14 @@ struct NamespacedSnapshotter: Snapshotter {
         try await create(key, parent: parent, labels: labels, kind: .view)
     }
 
+    /// The backend as a `JoinableSnapshotter` whose rows are in this metadata database, or nil.
+    var joined: (any JoinableSnapshotter)? {
+        guard let joinable = backend as? any JoinableSnapshotter, joinable.sharedDatabasePath == store.path else {
+            return nil
+        }
+        return joinable
+    }
+
     /// Checks in a read, creates the backend snapshot, then records the row (and lease resource) in one write.
     func create(_ key: String, parent: String, labels: [String: String], kind: SnapshotKind) async throws(BerthError)
         -> [Mount]
@@ -245,17 +253,12 @@ struct NamespacedSnapshotter: Snapshotter {
         let namespace = try RequestContext.requireNamespace()
         guard !key.isEmpty else { throw .invalidArgument("snapshot key must not be empty") }
         try Labels.validate(labels)
+        if let joined {
+            return try await createJoined(joined, key, parent: parent, labels: labels, kind: kind, namespace: namespace)
+        }
         let (name, lease) = (self.name, RequestContext.lease)
         let backendParent = try store.readNow { db in
-            if try SnapshotRows.find(db, namespace, name, key) != nil {
-                throw BerthError.alreadyExists("snapshot \"\(key)\"")
-            }
-            if let lease { try LeaseView.requireLease(db, namespace, lease) }
-            guard !parent.isEmpty else { return "" }
-            guard let row = try SnapshotRows.find(db, namespace, name, parent) else {
-                throw BerthError.notFound("parent snapshot \(parent) does not exist")
-            }
-            return row.backendKey
+            try Self.check(db, namespace, name, key: key, parent: parent, lease: lease)
         }
         let (id, bkey, keys) = store.beginSnapshotOperation(namespace: namespace, key: key)
         let inherited = SnapshotRows.inherited(labels)
@@ -265,21 +268,9 @@ struct NamespacedSnapshotter: Snapshotter {
                 : try await backend.prepare(bkey, parent: backendParent, labels: inherited)
             do throws(BerthError) {
                 try await store.write { db in
-                    let now = Date().timeIntervalSince1970
-                    try ensureNamespace(db, namespace, now: now)
-                    if try SnapshotRows.find(db, namespace, name, key) != nil {
-                        throw BerthError.alreadyExists("snapshot \"\(key)\"")
-                    }
-                    try db.run(
-                        sql: """
-                            INSERT INTO snapshots (id, namespace, snapshotter, key, backend_key, parent, kind, created_at, updated_at)
-                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                            """,
-                        arguments: [id, namespace, name, key, bkey, parent, kind.rawValue, now, now])
-                    try SnapshotRows.insertLabels(db, id, labels)
-                    if let lease {
-                        try LeaseView.addLeaseResource(db, namespace, lease, LeaseResource(id: key, type: "snapshots/\(name)"))
-                    }
+                    try Self.insert(
+                        db, namespace, name, id: id, key: key, backendKey: bkey, parent: parent, kind: kind,
+                        labels: labels, lease: lease)
                 }
             } catch {
                 try? await backend.remove(bkey)
@@ -290,61 +281,148 @@ struct NamespacedSnapshotter: Snapshotter {
         }
     }
 
+    /// `create` with a joined backend: the checks, the backend's snapshot and the rows in one write transaction.
+    func createJoined(
+        _ joined: any JoinableSnapshotter, _ key: String, parent: String, labels: [String: String], kind: SnapshotKind,
+        namespace: String
+    ) async throws(BerthError) -> [Mount] {
+        let (name, lease) = (self.name, RequestContext.lease)
+        let (id, bkey, keys) = store.beginSnapshotOperation(namespace: namespace, key: key)
+        let inherited = SnapshotRows.inherited(labels)
+        return try await inflight(keys) { () throws(BerthError) -> [Mount] in
+            let change = Mutex<JoinedChange?>(nil)
+            do throws(BerthError) {
+                let mounts = try await store.write { db in
+                    let backendParent = try Self.check(db, namespace, name, key: key, parent: parent, lease: lease)
+                    let (mounts, made) = try joined.create(
+                        in: db, kind: kind, key: bkey, parent: backendParent, labels: inherited)
+                    change.withLock { $0 = made }
+                    try Self.insert(
+                        db, namespace, name, id: id, key: key, backendKey: bkey, parent: parent, kind: kind,
+                        labels: labels, lease: lease)
+                    return mounts
+                }
+                change.withLock { $0 }?.settle(committed: true)
+                store.mutated(deletion: false)
+                return mounts
+            } catch {
+                change.withLock { $0 }?.settle(committed: false)
+                throw error
+            }
+        }
+    }
+
+    /// The checks before a create: `key` is free, the lease exists, the parent exists. Returns the parent's
+    /// backend key ("" without parent).
+    static func check(
+        _ db: Database, _ namespace: String, _ name: String, key: String, parent: String, lease: String?
+    ) throws -> String {
+        if try SnapshotRows.find(db, namespace, name, key) != nil {
+            throw BerthError.alreadyExists("snapshot \"\(key)\"")
+        }
+        if let lease { try LeaseView.requireLease(db, namespace, lease) }
+        guard !parent.isEmpty else { return "" }
+        guard let row = try SnapshotRows.find(db, namespace, name, parent) else {
+            throw BerthError.notFound("parent snapshot \(parent) does not exist")
+        }
+        return row.backendKey
+    }
+
+    /// The write half of a create: the row, its labels and the lease resource.
+    static func insert(
+        _ db: Database, _ namespace: String, _ name: String, id: Int64, key: String, backendKey: String,
+        parent: String, kind: SnapshotKind, labels: [String: String], lease: String?
+    ) throws {
+        let now = Date().timeIntervalSince1970
+        try ensureNamespace(db, namespace, now: now)
+        if try SnapshotRows.find(db, namespace, name, key) != nil {
+            throw BerthError.alreadyExists("snapshot \"\(key)\"")
+        }
+        try db.run(
+            sql: """
+                INSERT INTO snapshots (id, namespace, snapshotter, key, backend_key, parent, kind, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [id, namespace, name, key, backendKey, parent, kind.rawValue, now, now])
+        try SnapshotRows.insertLabels(db, id, labels)
+        if let lease {
+            try LeaseView.addLeaseResource(db, namespace, lease, LeaseResource(id: key, type: "snapshots/\(name)"))
+        }
+    }
+
     func commit(_ committed: String, key: String, labels: [String: String]) async throws(BerthError) {
         let namespace = try RequestContext.requireNamespace()
         guard !committed.isEmpty else { throw .invalidArgument("snapshot name must not be empty") }
         try Labels.validate(labels)
-        let (name, lease) = (self.name, RequestContext.lease)
-        let active = try store.readNow { db in
+        let (name, lease, joined) = (self.name, RequestContext.lease, self.joined)
+        // Joined, the backend's lookup for the usage walk shares this read.
+        let (active, measure) = try store.readNow { db -> (SnapshotRow, UsageMeasure?) in
             if try SnapshotRows.find(db, namespace, name, committed) != nil {
                 throw BerthError.alreadyExists("snapshot \"\(committed)\"")
             }
             if let lease { try LeaseView.requireLease(db, namespace, lease) }
             guard let row = try SnapshotRows.find(db, namespace, name, key) else { throw SnapshotRows.notFound(key) }
-            return row
-        }
-        guard active.kind == .active else {
-            throw .failedPrecondition("snapshot \(key) is not active")
+            guard row.kind == .active else { throw BerthError.failedPrecondition("snapshot \(key) is not active") }
+            return (row, try joined?.commitUsage(in: db, key: row.backendKey))
         }
         let (id, bkey, keys) = store.beginSnapshotOperation(
             namespace: namespace, key: committed, also: [active.backendKey])
+        let inherited = SnapshotRows.inherited(labels)
         try await inflight(keys) { () throws(BerthError) in
-            try await backend.commit(bkey, key: active.backendKey, labels: SnapshotRows.inherited(labels))
-            try await record(committed: committed, id: id, backendKey: bkey, replacing: key, parent: active.parent,
-                             labels: labels, namespace: namespace, lease: lease)
+            guard let joined, let measure else {
+                try await backend.commit(bkey, key: active.backendKey, labels: inherited)
+                try await store.write { db in
+                    try Self.record(
+                        db, namespace, name, committed: committed, id: id, backendKey: bkey, replacing: key,
+                        parent: active.parent, labels: labels, lease: lease)
+                }
+                return
+            }
+            // Joined: the backend's commit and the rows in one transaction.
+            let usage = try measure()
+            let change = Mutex<JoinedChange?>(nil)
+            do throws(BerthError) {
+                try await store.write { db in
+                    let made = try joined.commit(
+                        in: db, name: bkey, key: active.backendKey, usage: usage, labels: inherited)
+                    change.withLock { $0 = made }
+                    try Self.record(
+                        db, namespace, name, committed: committed, id: id, backendKey: bkey, replacing: key,
+                        parent: active.parent, labels: labels, lease: lease)
+                }
+                change.withLock { $0 }?.settle(committed: true)
+            } catch {
+                change.withLock { $0 }?.settle(committed: false)
+                throw error
+            }
         }
         store.mutated(deletion: false)
     }
 
-    /// The write half of commit: the committed row replaces the active one in one transaction.
-    func record(
-        committed: String, id: Int64, backendKey bkey: String, replacing key: String, parent: String,
-        labels: [String: String], namespace: String, lease: String?
-    ) async throws(BerthError) {
-        let name = self.name
-        try await store.write { db in
-            let now = Date().timeIntervalSince1970
-            if try SnapshotRows.find(db, namespace, name, committed) != nil {
-                throw BerthError.alreadyExists("snapshot \"\(committed)\"")
-            }
+    /// The write half of commit: the committed row replaces the active one.
+    static func record(
+        _ db: Database, _ namespace: String, _ name: String, committed: String, id: Int64, backendKey bkey: String,
+        replacing key: String, parent: String, labels: [String: String], lease: String?
+    ) throws {
+        let now = Date().timeIntervalSince1970
+        if try SnapshotRows.find(db, namespace, name, committed) != nil {
+            throw BerthError.alreadyExists("snapshot \"\(committed)\"")
+        }
+        try db.run(
+            sql: "DELETE FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
+            arguments: [namespace, name, key])
+        try db.run(
+            sql: """
+                INSERT INTO snapshots (id, namespace, snapshotter, key, backend_key, parent, kind, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [id, namespace, name, committed, bkey, parent, SnapshotKind.committed.rawValue, now, now])
+        try SnapshotRows.insertLabels(db, id, labels)
+        if let lease {
+            try LeaseView.addLeaseResource(db, namespace, lease, LeaseResource(id: committed, type: "snapshots/\(name)"))
             try db.run(
-                sql: "DELETE FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
-                arguments: [namespace, name, key])
-            try db.run(
-                sql: """
-                    INSERT INTO snapshots (id, namespace, snapshotter, key, backend_key, parent, kind, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    id, namespace, name, committed, bkey, parent, SnapshotKind.committed.rawValue, now, now,
-                ])
-            try SnapshotRows.insertLabels(db, id, labels)
-            if let lease {
-                try LeaseView.addLeaseResource(db, namespace, lease, LeaseResource(id: committed, type: "snapshots/\(name)"))
-                try db.run(
-                    sql: "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
-                    arguments: [namespace, lease, "snapshots/\(name)", key])
-            }
+                sql: "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
+                arguments: [namespace, lease, "snapshots/\(name)", key])
         }
     }
 

@@ -5,18 +5,21 @@ import BerthCore
 import BerthSnapshotStorage
 import Logging
 import Foundation
+import GRDB
 import Synchronization
 
 /// containerd's btrfs snapshotter (snapshots/btrfs): every snapshot is a subvolume under `<root>/active/<id>`,
 /// `<root>/view/<id>` or `<root>/snapshots/<id>` (committed, read-only); children are btrfs snapshots of their
-/// parent's subvolume, so prepare and commit cost the same whatever the layer size. Metadata is the shared
-/// storage layer in `<root>/metadata.db`. Mounts are `btrfs` mounts of the file system's device with
-/// `subvolid=<id>` (plus `ro` for views), exactly what containerd returns.
+/// parent's subvolume, so prepare and commit cost the same whatever the layer size. Mounts are `btrfs` mounts of
+/// the file system's device with `subvolid=<id>` (plus `ro` for views), exactly what containerd returns. Rows
+/// (the shared storage layer) live in `<root>/metadata.db` or in the shared metadata database
+/// (`SnapshotDatabase.shared`: off the btrfs, and joined to the metadata layer's transactions, so a Prepare or
+/// Commit flushes one file instead of a file on the btrfs and the metadata file).
 ///
 /// Crash safety: a subvolume is created inside the metadata transaction that names it (a failure deletes it
 /// again), and subvolumes are deleted only after the transaction that forgets them committed, so the store never
 /// names a missing subvolume; leftovers of an interrupted call are removed by `cleanup()`.
-public final class BtrfsSnapshotter: Snapshotter, Closable {
+public final class BtrfsSnapshotter: JoinableSnapshotter, Closable {
     public let root: String
     /// The block device the root's file system is mounted from: the `Source` of every mount.
     public let device: String
@@ -25,7 +28,9 @@ public final class BtrfsSnapshotter: Snapshotter, Closable {
 
     /// Opens (creating if needed) a snapshotter rooted at `root`. FailedPrecondition, with containerd's message,
     /// when `root` is not on btrfs: the plugin reports that as a skip.
-    public init(root: String, logger: Logger = Logger(label: "berth.snapshotter.btrfs")) throws(BerthError) {
+    public init(
+        root: String, database: SnapshotDatabase = .own, logger: Logger = Logger(label: "berth.snapshotter.btrfs")
+    ) throws(BerthError) {
         try FileSystem.makeDirectories(root, mode: 0o700)
         if chmod(root, 0o700) != 0 { throw .internalError("chmod \(root): \(FileSystem.errnoMessage())") }
         let mount = try MountInfo.lookup(root)
@@ -39,7 +44,7 @@ public final class BtrfsSnapshotter: Snapshotter, Closable {
         self.root = root
         self.device = mount.source
         self.logger = logger
-        self.store = try SnapshotMetaStore(path: root + "/metadata.db")
+        self.store = try SnapshotMetaStore(root: root, database: database)
     }
 
     /// The directory under the root holding snapshots of `kind` (containerd: the kind's name, `snapshots` for
@@ -108,19 +113,7 @@ public final class BtrfsSnapshotter: Snapshotter, Closable {
         let created = Box<String?>(nil)
         do throws(BerthError) {
             let target = try await store.write { tx throws(BerthError) in
-                let snapshot = try tx.createSnapshot(kind: kind, key: key, parent: parent, labels: labels)
-                let target = self.path(kind, snapshot.id)
-                // Ids of rolled-back transactions are handed out again: a prepare killed after creating its
-                // subvolume left this one, which nothing names.
-                if Subvolume.isSubvolume(target) { try Subvolume.delete(target) }
-                if let parentID = snapshot.parentIDs.first {
-                    try Subvolume.snapshot(from: self.path(.committed, parentID), to: target, readOnly: kind == .view)
-                } else {
-                    try Subvolume.create(target)
-                    if kind == .view { try Subvolume.setReadOnly(target) }
-                }
-                created.set(target)
-                return target
+                try self.createRows(tx, kind: kind, key: key, parent: parent, labels: labels, created: created)
             }
             return try mounts(target, kind)
         } catch {
@@ -130,32 +123,107 @@ public final class BtrfsSnapshotter: Snapshotter, Closable {
         }
     }
 
-    public func commit(_ name: String, key: String, labels: [String: String]) async throws(BerthError) {
-        let (id, parentID) = try await store.read { tx throws(BerthError) in
-            let snapshot = try tx.getSnapshot(key)
-            guard snapshot.kind == .active else {
-                throw .failedPrecondition("snapshot \(key) is not active, it is \(snapshot.kind.description.lowercased())")
-            }
-            return (snapshot.id, snapshot.parentIDs.first)
+    /// The body of a create's transaction: records the snapshot and makes its subvolume (noted in `created`).
+    private func createRows(
+        _ tx: SnapshotTransaction, kind: SnapshotKind, key: String, parent: String, labels: [String: String],
+        created: Box<String?>
+    ) throws(BerthError) -> String {
+        let snapshot = try tx.createSnapshot(kind: kind, key: key, parent: parent, labels: labels)
+        let target = path(kind, snapshot.id)
+        // Ids of rolled-back transactions are handed out again: a prepare killed after creating its subvolume
+        // left this one, which nothing names.
+        if Subvolume.isSubvolume(target) { try Subvolume.delete(target) }
+        if let parentID = snapshot.parentIDs.first {
+            try Subvolume.snapshot(from: path(.committed, parentID), to: target, readOnly: kind == .view)
+            created.set(target)
+        } else {
+            try Subvolume.create(target)
+            created.set(target)
+            if kind == .view { try Subvolume.setReadOnly(target) }
         }
+        return target
+    }
+
+    /// The active snapshot's id and parent id, FailedPrecondition when `key` is not active.
+    private func activeSnapshot(_ tx: SnapshotTransaction, _ key: String) throws(BerthError)
+        -> (id: String, parentID: String?)
+    {
+        let snapshot = try tx.getSnapshot(key)
+        guard snapshot.kind == .active else {
+            throw .failedPrecondition("snapshot \(key) is not active, it is \(snapshot.kind.description.lowercased())")
+        }
+        return (snapshot.id, snapshot.parentIDs.first)
+    }
+
+    public func commit(_ name: String, key: String, labels: [String: String]) async throws(BerthError) {
+        let (id, parentID) = try await store.read { tx throws(BerthError) in try self.activeSnapshot(tx, key) }
         let usage = try activeUsage(id: id, parentID: parentID)
-        let source = path(.active, id)
-        let target = path(.committed, id)
         let created = Box(false)
         do throws(BerthError) {
             try await store.write { tx throws(BerthError) in
-                let committedID = try tx.commitActive(key: key, name: name, usage: usage, labels: labels)
-                guard committedID == id else { throw BerthError(.aborted, "snapshot \(key) changed during commit") }
-                // A commit killed after its snapshot but before the transaction left this behind: redo it.
-                if Subvolume.isSubvolume(target) { try Subvolume.delete(target) }
-                try Subvolume.snapshot(from: source, to: target, readOnly: true)
-                created.set(true)
+                try self.commitRows(tx, id: id, name: name, key: key, usage: usage, labels: labels, created: created)
             }
         } catch {
-            if created.get() { deleteQuietly(target) }
+            if created.get() { deleteQuietly(path(.committed, id)) }
             throw error
         }
-        deleteQuietly(source)
+        deleteQuietly(path(.active, id))
+    }
+
+    /// The body of a commit's transaction: the row becomes committed and a read-only snapshot of the active
+    /// subvolume is taken under `snapshots/` (noted in `created`); the active subvolume goes after the commit.
+    private func commitRows(
+        _ tx: SnapshotTransaction, id: String, name: String, key: String, usage: SnapshotUsage,
+        labels: [String: String], created: Box<Bool>
+    ) throws(BerthError) {
+        let committedID = try tx.commitActive(key: key, name: name, usage: usage, labels: labels)
+        guard committedID == id else { throw BerthError(.aborted, "snapshot \(key) changed during commit") }
+        let target = path(.committed, id)
+        // A commit killed after its snapshot but before the transaction left this behind: redo it.
+        if Subvolume.isSubvolume(target) { try Subvolume.delete(target) }
+        try Subvolume.snapshot(from: path(.active, id), to: target, readOnly: true)
+        created.set(true)
+    }
+
+    // MARK: JoinableSnapshotter
+
+    public var sharedDatabasePath: String? { store.isShared ? store.path : nil }
+
+    public func create(in db: Database, kind: SnapshotKind, key: String, parent: String, labels: [String: String])
+        throws(BerthError) -> (mounts: [Mount], change: JoinedChange)
+    {
+        let created = Box<String?>(nil)
+        do throws(BerthError) {
+            let target = try createRows(
+                store.transaction(db), kind: kind, key: key, parent: parent, labels: labels, created: created)
+            let change = JoinedChange { committed in if !committed { self.deleteQuietly(target) } }
+            return (try mounts(target, kind), change)
+        } catch {
+            if let target = created.get() { deleteQuietly(target) }
+            throw error
+        }
+    }
+
+    public func commitUsage(in db: Database, key: String) throws(BerthError) -> UsageMeasure {
+        let (id, parentID) = try activeSnapshot(store.transaction(db), key)
+        return { () throws(BerthError) in try self.activeUsage(id: id, parentID: parentID) }
+    }
+
+    public func commit(in db: Database, name: String, key: String, usage: SnapshotUsage, labels: [String: String])
+        throws(BerthError) -> JoinedChange
+    {
+        let tx = store.transaction(db)
+        let id = try tx.getSnapshot(key).id
+        let created = Box(false)
+        do throws(BerthError) {
+            try commitRows(tx, id: id, name: name, key: key, usage: usage, labels: labels, created: created)
+        } catch {
+            if created.get() { deleteQuietly(path(.committed, id)) }
+            throw error
+        }
+        return JoinedChange { committed in
+            self.deleteQuietly(committed ? self.path(.active, id) : self.path(.committed, id))
+        }
     }
 
     public func remove(_ key: String) async throws(BerthError) {

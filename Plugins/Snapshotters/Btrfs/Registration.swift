@@ -22,7 +22,8 @@ public let registration = Registration(
     let root = config.rootPath.isEmpty ? ic.root : config.rootPath
     ic.export("root", root)
     do throws(BerthError) {
-        return try BtrfsSnapshotter(root: root, logger: ic.logger)
+        return try BtrfsSnapshotter(
+            root: root, database: .shared(path: ic.properties.metadataDatabase, name: ic.id), logger: ic.logger)
     } catch where error.code == .failedPrecondition {
         throw PluginSkip(error.message)
     }

@@ -25,16 +25,18 @@ public let registration = Registration(
     let root = config.rootPath.isEmpty ? ic.root : config.rootPath
     ic.addPlatform(.host)
     ic.export("root", root)
-    return try NativeSnapshotter.open(root: root)
+    return try NativeSnapshotter.open(root: root, database: .shared(path: ic.properties.metadataDatabase, name: ic.id))
 }
 
 /// containerd's native snapshotter (`snapshots/native/native.go`): `<root>/snapshots/<id>` holds a snapshot's whole
 /// tree; an active snapshot with a parent starts as a copy of the parent (`TreeCopy`). Mounts are `rbind` of the
 /// snapshot's directory (`rw`), or of the parent's for a view (`ro`).
 public enum NativeSnapshotter {
-    public static func open(root: String) throws(BerthError) -> DirectorySnapshotter {
+    public static func open(root: String, database: SnapshotDatabase = .own) throws(BerthError)
+        -> DirectorySnapshotter
+    {
         // containerd removes synchronously (no async option for native).
-        try DirectorySnapshotter(root: root, backend: NativeBackend(), syncRemove: true)
+        try DirectorySnapshotter(root: root, backend: NativeBackend(), syncRemove: true, database: database)
     }
 }
 

@@ -36,5 +36,6 @@ public let registration = Registration(
     if let reason = OverlaySnapshotter.unsupportedReason(root) { throw PluginSkip(reason) }
     ic.addPlatform(.host)
     ic.export("root", root)
-    return try OverlaySnapshotter.open(root: root, config: config)
+    return try OverlaySnapshotter.open(
+        root: root, config: config, database: .shared(path: ic.properties.metadataDatabase, name: ic.id))
 }

@@ -14,9 +14,9 @@ public enum OverlaySnapshotter {
     /// containerd's label naming a snapshot's upper directory (with `upperdir_label`).
     public static let upperdirLabel = "containerd.io/snapshot/overlay.upperdir"
 
-    public static func open(root: String, config: OverlayConfig = OverlayConfig()) throws(BerthError)
-        -> DirectorySnapshotter
-    {
+    public static func open(
+        root: String, config: OverlayConfig = OverlayConfig(), database: SnapshotDatabase = .own
+    ) throws(BerthError) -> DirectorySnapshotter {
         var options = config.mountOptions
         // containerd turns the overlay index feature off where the kernel has it (unless configured).
         if FileSystem.exists("/sys/module/overlay/parameters/index"),
@@ -25,7 +25,7 @@ public enum OverlaySnapshotter {
             options.insert("index=off", at: 0)
         }
         let backend = OverlayBackend(upperdirLabel: config.upperdirLabel, options: options)
-        return try DirectorySnapshotter(root: root, backend: backend, syncRemove: config.syncRemove)
+        return try DirectorySnapshotter(root: root, backend: backend, syncRemove: config.syncRemove, database: database)
     }
 
     /// Why overlay cannot work with layers under `root`, or nil: root on overlay itself, or a test mount of two

@@ -18,6 +18,10 @@ public struct DaemonProperties: Sendable {
         self.config = config
         self.logger = logger
     }
+
+    /// The metadata plugin's database (containerd's `<root>/io.containerd.metadata.v1.bolt/meta.db`). The
+    /// snapshotters keep their rows in it too, so the metadata layer commits a snapshot's rows and its own at once.
+    public var metadataDatabase: String { root + "/io.containerd.metadata.v1.bolt/meta.db" }
 }
 
 /// What a plugin's init receives: its own directories and decoded config, the daemon's properties, typed access

@@ -1,0 +1,42 @@
+import BerthCore
+import GRDB
+
+/// What a snapshotter did on disk inside a caller's transaction. The caller calls `settle` once the transaction's
+/// outcome is known: not committed, the snapshotter undoes it (deletes the directory or subvolume it made); committed,
+/// it finishes (deletes what the commit replaced, refills spare directories).
+public struct JoinedChange: Sendable {
+    let body: @Sendable (_ committed: Bool) -> Void
+
+    public init(_ body: @escaping @Sendable (_ committed: Bool) -> Void) { self.body = body }
+
+    public static let none = JoinedChange { _ in }
+
+    public func settle(committed: Bool) { body(committed) }
+}
+
+/// Measures a snapshot's usage on disk (outside any transaction).
+public typealias UsageMeasure = @Sendable () throws(BerthError) -> SnapshotUsage
+
+/// A snapshotter whose rows are in the shared metadata database (`SnapshotDatabase.shared`): the metadata layer
+/// runs its Prepare, View and Commit inside its own write transaction, so the snapshot's row and the metadata
+/// row commit together, with one durable commit (one fdatasync) instead of two, and neither exists without the
+/// other.
+public protocol JoinableSnapshotter: Snapshotter {
+    /// The shared database holding this snapshotter's rows; nil when it keeps its own file (then only the
+    /// `Snapshotter` calls apply).
+    var sharedDatabasePath: String? { get }
+
+    /// Prepare (`kind` active) or View inside `db`'s open write transaction: what `prepare`/`view` do, with the
+    /// same errors. On a throw nothing is left on disk.
+    func create(in db: Database, kind: SnapshotKind, key: String, parent: String, labels: [String: String])
+        throws(BerthError) -> (mounts: [Mount], change: JoinedChange)
+
+    /// How to measure the usage a commit of the active `key` records, looked up in `db`'s read transaction (the
+    /// caller's own checks share it) and run after it, before the commit's transaction: a walk of the snapshot's
+    /// own files should hold neither. FailedPrecondition when `key` is not active.
+    func commitUsage(in db: Database, key: String) throws(BerthError) -> UsageMeasure
+
+    /// Commit inside `db`'s open write transaction, recording `usage`: what `commit` does, with the same errors.
+    func commit(in db: Database, name: String, key: String, usage: SnapshotUsage, labels: [String: String])
+        throws(BerthError) -> JoinedChange
+}
