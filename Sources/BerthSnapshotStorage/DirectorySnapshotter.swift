@@ -163,6 +163,12 @@ public final class DirectorySnapshotter: JoinableSnapshotter, Closable {
         return snapshot
     }
 
+    public func commit(_ name: String, key: String, labels: [String: String]) async throws(BerthError) {
+        try await store.write { tx throws(BerthError) in
+            try self.commitRows(tx, name: name, key: key, labels: labels)
+        }
+    }
+
     // MARK: JoinableSnapshotter
 
     public var sharedDatabasePath: String? { store.isShared ? store.path : nil }
@@ -186,42 +192,25 @@ public final class DirectorySnapshotter: JoinableSnapshotter, Closable {
         }
     }
 
-    public func commitUsage(in db: Database, key: String) throws(BerthError) -> UsageMeasure {
-        try usageMeasure(store.transaction(db), key: key)
-    }
-
-    private func usageMeasure(_ tx: SnapshotTransaction, key: String) throws(BerthError) -> UsageMeasure {
-        let (id, info, _) = try tx.getInfo(key)
-        guard info.kind == .active else { throw .failedPrecondition("snapshot \(key) is not active") }
-        let directory = backend.usageDirectory(snapshotDirectory(id))
-        return { () throws(BerthError) in try SnapshotFiles.diskUsage(directory) }
-    }
-
-    public func commit(in db: Database, name: String, key: String, usage: SnapshotUsage, labels: [String: String])
-        throws(BerthError) -> JoinedChange
+    public func commit(in db: Database, name: String, key: String, labels: [String: String]) throws(BerthError)
+        -> JoinedChange
     {
-        try commitRows(store.transaction(db), name: name, key: key, usage: usage, labels: labels)
+        try commitRows(store.transaction(db), name: name, key: key, labels: labels)
         return .none
     }
 
-    /// The body of a commit's transaction: the id (so the directory) stays, the row becomes committed.
-    private func commitRows(
-        _ tx: SnapshotTransaction, name: String, key: String, usage: SnapshotUsage, labels: [String: String]
-    ) throws(BerthError) {
-        let (_, info, _) = try tx.getInfo(key)
+    /// The body of a commit's transaction: measures the active snapshot's own files; the id (so the directory)
+    /// stays, the row becomes committed.
+    private func commitRows(_ tx: SnapshotTransaction, name: String, key: String, labels: [String: String])
+        throws(BerthError)
+    {
+        let (id, info, _) = try tx.getInfo(key)
         guard info.kind == .active else { throw .failedPrecondition("snapshot \(key) is not active") }
+        let usage = try SnapshotFiles.diskUsage(backend.usageDirectory(snapshotDirectory(id)))
         do throws(BerthError) {
             try tx.commitActive(key: key, name: name, usage: usage, labels: labels)
         } catch {
             throw BerthError(error.code, "failed to commit snapshot \(key): \(error.message)")
-        }
-    }
-
-    /// Measures the usage first, outside the transaction (a walk should not hold the writer), then commits.
-    public func commit(_ name: String, key: String, labels: [String: String]) async throws(BerthError) {
-        let usage = try store.readNow { tx throws(BerthError) in try usageMeasure(tx, key: key) }()
-        try await store.write { tx throws(BerthError) in
-            try self.commitRows(tx, name: name, key: key, usage: usage, labels: labels)
         }
     }
 

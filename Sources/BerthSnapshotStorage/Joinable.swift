@@ -14,9 +14,6 @@ public struct JoinedChange: Sendable {
     public func settle(committed: Bool) { body(committed) }
 }
 
-/// Measures a snapshot's usage on disk (outside any transaction).
-public typealias UsageMeasure = @Sendable () throws(BerthError) -> SnapshotUsage
-
 /// A snapshotter whose rows are in the shared metadata database (`SnapshotDatabase.shared`): the metadata layer
 /// runs its Prepare, View and Commit inside its own write transaction, so the snapshot's row and the metadata
 /// row commit together, with one durable commit (one fdatasync) instead of two, and neither exists without the
@@ -31,12 +28,9 @@ public protocol JoinableSnapshotter: Snapshotter {
     func create(in db: Database, kind: SnapshotKind, key: String, parent: String, labels: [String: String])
         throws(BerthError) -> (mounts: [Mount], change: JoinedChange)
 
-    /// How to measure the usage a commit of the active `key` records, looked up in `db`'s read transaction (the
-    /// caller's own checks share it) and run after it, before the commit's transaction: a walk of the snapshot's
-    /// own files should hold neither. FailedPrecondition when `key` is not active.
-    func commitUsage(in db: Database, key: String) throws(BerthError) -> UsageMeasure
-
-    /// Commit inside `db`'s open write transaction, recording `usage`: what `commit` does, with the same errors.
-    func commit(in db: Database, name: String, key: String, usage: SnapshotUsage, labels: [String: String])
-        throws(BerthError) -> JoinedChange
+    /// Commit inside `db`'s open write transaction: what `commit` does, with the same errors. The usage walk of
+    /// the snapshot's own files runs inside it too, as containerd's backends commit inside the metadata
+    /// transaction ("backend snapshotter should commit fast").
+    func commit(in db: Database, name: String, key: String, labels: [String: String]) throws(BerthError)
+        -> JoinedChange
 }

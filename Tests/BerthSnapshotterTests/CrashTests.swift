@@ -153,9 +153,8 @@ struct SnapshotterCrashTests {
             change.withLock { $0 }?.settle(committed: true)
             try writeFile(writableDirectory(mounts) + "/data-\(index)", layerData(index))
             let name = "\(round)-layer-\(index)"
-            let usage = try await pool.read { db in try s.commitUsage(in: db, key: key) }()
             try await pool.write { db in
-                _ = try s.commit(in: db, name: name, key: key, usage: usage, labels: [:])
+                _ = try s.commit(in: db, name: name, key: key, labels: [:])
                 try db.execute(sql: "UPDATE caller SET key = ? WHERE key = ?", arguments: [name, key])
             }
             parent = name

@@ -106,10 +106,9 @@ struct SharedDatabaseTests {
         change.withLock { $0 }?.settle(committed: true)
         #expect(try await s.mounts("kept") == mounts)
 
-        let usage = try await pool.read { db in try s.commitUsage(in: db, key: "kept") }()
         await #expect(throws: Rollback.self) {
             try await pool.write { db in
-                let made = try s.commit(in: db, name: "K", key: "kept", usage: usage, labels: [:])
+                let made = try s.commit(in: db, name: "K", key: "kept", labels: [:])
                 change.withLock { $0 = made }
                 throw Rollback()
             }
@@ -118,7 +117,7 @@ struct SharedDatabaseTests {
         #expect(try await s.stat("kept").kind == .active)
         #expect(try leftovers().count == 1)
         try await pool.write { db in
-            let made = try s.commit(in: db, name: "K", key: "kept", usage: usage, labels: [:])
+            let made = try s.commit(in: db, name: "K", key: "kept", labels: [:])
             change.withLock { $0 = made }
         }
         change.withLock { $0 }?.settle(committed: true)

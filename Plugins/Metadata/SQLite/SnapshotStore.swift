@@ -354,37 +354,42 @@ struct NamespacedSnapshotter: Snapshotter {
         let namespace = try RequestContext.requireNamespace()
         guard !committed.isEmpty else { throw .invalidArgument("snapshot name must not be empty") }
         try Labels.validate(labels)
-        let (name, lease, joined) = (self.name, RequestContext.lease, self.joined)
-        // Joined, the backend's lookup for the usage walk shares this read.
-        let (active, measure) = try store.readNow { db -> (SnapshotRow, UsageMeasure?) in
-            if try SnapshotRows.find(db, namespace, name, committed) != nil {
-                throw BerthError.alreadyExists("snapshot \"\(committed)\"")
-            }
-            if let lease { try LeaseView.requireLease(db, namespace, lease) }
-            guard let row = try SnapshotRows.find(db, namespace, name, key) else { throw SnapshotRows.notFound(key) }
-            guard row.kind == .active else { throw BerthError.failedPrecondition("snapshot \(key) is not active") }
-            return (row, try joined?.commitUsage(in: db, key: row.backendKey))
+        let (name, lease) = (self.name, RequestContext.lease)
+        if let joined {
+            try await commitJoined(joined, committed, key: key, labels: labels, namespace: namespace)
+            return
+        }
+        let active = try store.readNow { db in
+            try Self.checkCommit(db, namespace, name, committed: committed, key: key, lease: lease)
         }
         let (id, bkey, keys) = store.beginSnapshotOperation(
             namespace: namespace, key: committed, also: [active.backendKey])
+        try await inflight(keys) { () throws(BerthError) in
+            try await backend.commit(bkey, key: active.backendKey, labels: SnapshotRows.inherited(labels))
+            try await store.write { db in
+                try Self.record(
+                    db, namespace, name, committed: committed, id: id, backendKey: bkey, replacing: key,
+                    parent: active.parent, labels: labels, lease: lease)
+            }
+        }
+        store.mutated(deletion: false)
+    }
+
+    /// `commit` with a joined backend: the checks, the backend's commit and the rows in one write transaction,
+    /// as containerd commits the backend inside its metadata transaction.
+    func commitJoined(
+        _ joined: any JoinableSnapshotter, _ committed: String, key: String, labels: [String: String],
+        namespace: String
+    ) async throws(BerthError) {
+        let (name, lease) = (self.name, RequestContext.lease)
+        let (id, bkey, keys) = store.beginSnapshotOperation(namespace: namespace, key: committed)
         let inherited = SnapshotRows.inherited(labels)
         try await inflight(keys) { () throws(BerthError) in
-            guard let joined, let measure else {
-                try await backend.commit(bkey, key: active.backendKey, labels: inherited)
-                try await store.write { db in
-                    try Self.record(
-                        db, namespace, name, committed: committed, id: id, backendKey: bkey, replacing: key,
-                        parent: active.parent, labels: labels, lease: lease)
-                }
-                return
-            }
-            // Joined: the backend's commit and the rows in one transaction.
-            let usage = try measure()
             let change = Mutex<JoinedChange?>(nil)
             do throws(BerthError) {
                 try await store.write { db in
-                    let made = try joined.commit(
-                        in: db, name: bkey, key: active.backendKey, usage: usage, labels: inherited)
+                    let active = try Self.checkCommit(db, namespace, name, committed: committed, key: key, lease: lease)
+                    let made = try joined.commit(in: db, name: bkey, key: active.backendKey, labels: inherited)
                     change.withLock { $0 = made }
                     try Self.record(
                         db, namespace, name, committed: committed, id: id, backendKey: bkey, replacing: key,
@@ -397,6 +402,19 @@ struct NamespacedSnapshotter: Snapshotter {
             }
         }
         store.mutated(deletion: false)
+    }
+
+    /// The checks before a commit: the name is free, the lease exists, `key` is an active snapshot (its row).
+    static func checkCommit(
+        _ db: Database, _ namespace: String, _ name: String, committed: String, key: String, lease: String?
+    ) throws -> SnapshotRow {
+        if try SnapshotRows.find(db, namespace, name, committed) != nil {
+            throw BerthError.alreadyExists("snapshot \"\(committed)\"")
+        }
+        if let lease { try LeaseView.requireLease(db, namespace, lease) }
+        guard let row = try SnapshotRows.find(db, namespace, name, key) else { throw SnapshotRows.notFound(key) }
+        guard row.kind == .active else { throw BerthError.failedPrecondition("snapshot \(key) is not active") }
+        return row
     }
 
     /// The write half of commit: the committed row replaces the active one.

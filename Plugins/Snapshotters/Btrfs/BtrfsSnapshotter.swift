@@ -204,16 +204,12 @@ public final class BtrfsSnapshotter: JoinableSnapshotter, Closable {
         }
     }
 
-    public func commitUsage(in db: Database, key: String) throws(BerthError) -> UsageMeasure {
-        let (id, parentID) = try activeSnapshot(store.transaction(db), key)
-        return { () throws(BerthError) in try self.activeUsage(id: id, parentID: parentID) }
-    }
-
-    public func commit(in db: Database, name: String, key: String, usage: SnapshotUsage, labels: [String: String])
-        throws(BerthError) -> JoinedChange
+    public func commit(in db: Database, name: String, key: String, labels: [String: String]) throws(BerthError)
+        -> JoinedChange
     {
         let tx = store.transaction(db)
-        let id = try tx.getSnapshot(key).id
+        let (id, parentID) = try activeSnapshot(tx, key)
+        let usage = try activeUsage(id: id, parentID: parentID)
         let created = Box(false)
         do throws(BerthError) {
             try commitRows(tx, id: id, name: name, key: key, usage: usage, labels: labels, created: created)
