@@ -134,11 +134,7 @@ import Testing
             S.cleanup(first, namespace: namespace)
             first.remove()
         }
-        let rootfs = try S.makeRootfs(in: first.directory)
-        let r = try await S.ctr(first, namespace, ["run", "-d", "--rootfs", rootfs, "leaked", "/bin/sleep", "1000"])
-        #expect(r.succeeded, "\(r.stderr)")
-        kill(first.process.processIdentifier, SIGKILL)
-        first.process.waitUntilExit()
+        try await runThenKillDaemon(first, namespace: namespace, id: "leaked")
         let bundle = first.directory + "/state/io.containerd.runtime.v2.task/\(namespace)/leaked"
         try await deleteTaskThroughShim(bundle: bundle, namespace: namespace, id: "leaked")
         let shims = S.shimPids(first)
@@ -152,6 +148,15 @@ import Testing
         #expect(noBundle)
         #expect(try S.tasks(second, namespace: namespace).isEmpty)
         #expect(try await S.ctr(second, namespace, ["containers", "rm", "leaked"]).succeeded)
+    }
+
+    /// Runs container `id` (a sleep) detached, then kill -9s the daemon.
+    func runThenKillDaemon(_ daemon: Daemon, namespace: String, id: String) async throws {
+        let rootfs = try S.makeRootfs(in: daemon.directory)
+        let r = try await S.ctr(daemon, namespace, ["run", "-d", "--rootfs", rootfs, id, "/bin/sleep", "1000"])
+        #expect(r.succeeded, "\(r.stderr)")
+        kill(daemon.process.processIdentifier, SIGKILL)
+        daemon.process.waitUntilExit()
     }
 
     /// Kills, waits for and deletes the task `id` over the shim's own ttrpc socket (the address in the bundle),
@@ -185,11 +190,7 @@ import Testing
             S.cleanup(first, namespace: namespace)
             first.remove()
         }
-        let rootfs = try S.makeRootfs(in: first.directory)
-        let r = try await S.ctr(first, namespace, ["run", "-d", "--rootfs", rootfs, "victim", "/bin/sleep", "1000"])
-        #expect(r.succeeded, "\(r.stderr)")
-        kill(first.process.processIdentifier, SIGKILL)
-        first.process.waitUntilExit()
+        try await runThenKillDaemon(first, namespace: namespace, id: "victim")
         // The shim dies too while the daemon is down (its container keeps running until the shim's delete).
         for pid in S.shimPids(first) { kill(pid, SIGKILL) }
 

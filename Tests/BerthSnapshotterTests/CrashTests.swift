@@ -113,50 +113,51 @@ struct SnapshotterCrashTests {
     /// records how many commits are done in `progress`.
     static func child(backend: String, root: String, progress: String) async throws {
         let s = try open(backend, root)
-        if backend.hasSuffix("+joined") { return try await joinedChild(s, root: root, progress: progress) }
-        let round = UUID().uuidString.prefix(8)
-        var parent = ""
-        var index = 0
-        while true {
-            let key = "\(round)-active-\(index)"
-            let mounts = try await s.prepare(key, parent: parent, labels: ["containerd.io/gc.root": "crash"])
-            try writeFile(writableDirectory(mounts) + "/data-\(index)", layerData(index))
-            let name = "\(round)-layer-\(index)"
-            try await s.commit(name, key: key, labels: ["containerd.io/gc.root": "crash"])
-            parent = name
-            if index % 3 == 0 {
-                _ = try await s.prepare("\(round)-scratch-\(index)", parent: parent, labels: [:])
-                try await s.remove("\(round)-scratch-\(index)")
+        guard backend.hasSuffix("+joined") else {
+            let labels = ["containerd.io/gc.root": "crash"]
+            return try await layers(s, progress: progress) { key, parent in
+                try await s.prepare(key, parent: parent, labels: labels)
+            } commit: { name, key in
+                try await s.commit(name, key: key, labels: labels)
             }
-            index += 1
-            try FileSystem.writeAtomically(progress, "\(index)")
         }
-    }
-
-    /// The child of the joined variants: each prepare and commit runs inside a transaction of the shared database
-    /// that also writes a row of the caller's own table, as the metadata layer does.
-    static func joinedChild(_ s: DirectorySnapshotter, root: String, progress: String) async throws {
+        // Joined: each prepare and commit runs inside a transaction of the shared database that also writes a row
+        // of the caller's own table, as the metadata layer does.
         let pool = try SharedDatabase.acquire(sharedPath(root))
         try await pool.write { db in try db.execute(sql: "CREATE TABLE IF NOT EXISTS caller (key TEXT PRIMARY KEY)") }
-        let round = UUID().uuidString.prefix(8)
-        var parent = ""
-        var index = 0
-        while true {
-            let key = "\(round)-active-\(index)"
+        try await layers(s, progress: progress) { key, parent in
             let change = Mutex<JoinedChange?>(nil)
-            let mounts = try await pool.write { [parent] db in
+            let mounts = try await pool.write { db in
                 let (mounts, made) = try s.create(in: db, kind: .active, key: key, parent: parent, labels: [:])
                 change.withLock { $0 = made }
                 try db.execute(sql: "INSERT INTO caller (key) VALUES (?)", arguments: [key])
                 return mounts
             }
             change.withLock { $0 }?.settle(committed: true)
-            try writeFile(writableDirectory(mounts) + "/data-\(index)", layerData(index))
-            let name = "\(round)-layer-\(index)"
+            return mounts
+        } commit: { name, key in
             try await pool.write { db in
                 _ = try s.commit(in: db, name: name, key: key, labels: [:])
                 try db.execute(sql: "UPDATE caller SET key = ? WHERE key = ?", arguments: [name, key])
             }
+        }
+    }
+
+    /// The child's loop: layer after layer through `prepare` and `commit`, plus a scratch snapshot prepared and
+    /// removed every third layer (always alone, outside the caller's table).
+    static func layers(
+        _ s: DirectorySnapshotter, progress: String, prepare: (String, String) async throws -> [Mount],
+        commit: (String, String) async throws -> Void
+    ) async throws {
+        let round = UUID().uuidString.prefix(8)
+        var parent = ""
+        var index = 0
+        while true {
+            let key = "\(round)-active-\(index)"
+            let mounts = try await prepare(key, parent)
+            try writeFile(writableDirectory(mounts) + "/data-\(index)", layerData(index))
+            let name = "\(round)-layer-\(index)"
+            try await commit(name, key)
             parent = name
             if index % 3 == 0 {
                 _ = try await s.prepare("\(round)-scratch-\(index)", parent: parent, labels: [:])

@@ -317,10 +317,7 @@ struct NamespacedSnapshotter: Snapshotter {
     static func check(
         _ db: Database, _ namespace: String, _ name: String, key: String, parent: String, lease: String?
     ) throws -> String {
-        if try SnapshotRows.find(db, namespace, name, key) != nil {
-            throw BerthError.alreadyExists("snapshot \"\(key)\"")
-        }
-        if let lease { try LeaseView.requireLease(db, namespace, lease) }
+        try checkFree(db, namespace, name, key: key, lease: lease)
         guard !parent.isEmpty else { return "" }
         guard let row = try SnapshotRows.find(db, namespace, name, parent) else {
             throw BerthError.notFound("parent snapshot \(parent) does not exist")
@@ -404,14 +401,19 @@ struct NamespacedSnapshotter: Snapshotter {
         store.mutated(deletion: false)
     }
 
+    /// No snapshot of this namespace and snapshotter is named `key`, and the lease (if any) exists.
+    static func checkFree(_ db: Database, _ namespace: String, _ name: String, key: String, lease: String?) throws {
+        if try SnapshotRows.find(db, namespace, name, key) != nil {
+            throw BerthError.alreadyExists("snapshot \"\(key)\"")
+        }
+        if let lease { try LeaseView.requireLease(db, namespace, lease) }
+    }
+
     /// The checks before a commit: the name is free, the lease exists, `key` is an active snapshot (its row).
     static func checkCommit(
         _ db: Database, _ namespace: String, _ name: String, committed: String, key: String, lease: String?
     ) throws -> SnapshotRow {
-        if try SnapshotRows.find(db, namespace, name, committed) != nil {
-            throw BerthError.alreadyExists("snapshot \"\(committed)\"")
-        }
-        if let lease { try LeaseView.requireLease(db, namespace, lease) }
+        try checkFree(db, namespace, name, key: committed, lease: lease)
         guard let row = try SnapshotRows.find(db, namespace, name, key) else { throw SnapshotRows.notFound(key) }
         guard row.kind == .active else { throw BerthError.failedPrecondition("snapshot \(key) is not active") }
         return row
