@@ -24,7 +24,8 @@ public protocol JoinableSnapshotter: Snapshotter {
     var sharedDatabasePath: String? { get }
 
     /// Prepare (`kind` active) or View inside `db`'s open write transaction: what `prepare`/`view` do, with the
-    /// same errors. On a throw nothing is left on disk.
+    /// same errors. On a throw nothing is left on disk, and the caller must roll its transaction back (rows this
+    /// call wrote may be in it); so for `commit`.
     func create(in db: Database, kind: SnapshotKind, key: String, parent: String, labels: [String: String])
         throws(BerthError) -> (mounts: [Mount], change: JoinedChange)
 
