@@ -268,6 +268,8 @@ struct NamespacedSnapshotter: Snapshotter {
                 : try await backend.prepare(bkey, parent: backendParent, labels: inherited)
             do throws(BerthError) {
                 try await store.write { db in
+                    // The read's check again: the key may have been taken since.
+                    try Self.checkFree(db, namespace, name, key: key, lease: nil)
                     try Self.insert(
                         db, namespace, name, id: id, key: key, backendKey: bkey, parent: parent, kind: kind,
                         labels: labels, lease: lease)
@@ -325,16 +327,14 @@ struct NamespacedSnapshotter: Snapshotter {
         return row.backendKey
     }
 
-    /// The write half of a create: the row, its labels and the lease resource.
+    /// The write half of a create, once `key` is known free in this transaction: the row, its labels and the lease
+    /// resource.
     static func insert(
         _ db: Database, _ namespace: String, _ name: String, id: Int64, key: String, backendKey: String,
         parent: String, kind: SnapshotKind, labels: [String: String], lease: String?
     ) throws {
         let now = Date().timeIntervalSince1970
         try ensureNamespace(db, namespace, now: now)
-        if try SnapshotRows.find(db, namespace, name, key) != nil {
-            throw BerthError.alreadyExists("snapshot \"\(key)\"")
-        }
         try db.run(
             sql: """
                 INSERT INTO snapshots (id, namespace, snapshotter, key, backend_key, parent, kind, created_at, updated_at)
@@ -364,6 +364,8 @@ struct NamespacedSnapshotter: Snapshotter {
         try await inflight(keys) { () throws(BerthError) in
             try await backend.commit(bkey, key: active.backendKey, labels: SnapshotRows.inherited(labels))
             try await store.write { db in
+                // The read's check again: the name may have been taken since.
+                try Self.checkFree(db, namespace, name, key: committed, lease: nil)
                 try Self.record(
                     db, namespace, name, committed: committed, id: id, backendKey: bkey, replacing: key,
                     parent: active.parent, labels: labels, lease: lease)
@@ -419,15 +421,13 @@ struct NamespacedSnapshotter: Snapshotter {
         return row
     }
 
-    /// The write half of commit: the committed row replaces the active one.
+    /// The write half of commit, once the name is known free in this transaction: the committed row replaces the
+    /// active one.
     static func record(
         _ db: Database, _ namespace: String, _ name: String, committed: String, id: Int64, backendKey bkey: String,
         replacing key: String, parent: String, labels: [String: String], lease: String?
     ) throws {
         let now = Date().timeIntervalSince1970
-        if try SnapshotRows.find(db, namespace, name, committed) != nil {
-            throw BerthError.alreadyExists("snapshot \"\(committed)\"")
-        }
         try db.run(
             sql: "DELETE FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
             arguments: [namespace, name, key])
