@@ -13,11 +13,17 @@ struct Cgroups: Codable, Sendable {
     /// One mounted cgroup hierarchy.
     struct Hierarchy { var key: String; var controllers: [String]; var mountpoint: String; var root: String }
 
-    /// Hierarchies from /proc/self/mountinfo.
-    static func hierarchies() -> [Hierarchy] {
-        guard let info = readFile("/proc/self/mountinfo") else { return [] }
+    /// Hierarchies from /proc/self/mountinfo, read once per process: the file lists every mount on the host
+    /// (each running container's rootfs among them), and a create used to read and split all of it four times.
+    static let mounted: [Hierarchy] = parse(mountinfo: readFile("/proc/self/mountinfo") ?? "")
+
+    static func hierarchies() -> [Hierarchy] { mounted }
+
+    /// The cgroup and cgroup2 lines of `mountinfo`; other lines are skipped on a byte search, unsplit.
+    static func parse(mountinfo info: String) -> [Hierarchy] {
         var result: [Hierarchy] = []
-        for line in info.split(separator: "\n") {
+        for bytes in info.utf8.split(separator: UInt8(ascii: "\n")) where contains(bytes, " - cgroup".utf8) {
+            let line = Substring(bytes)
             let parts = line.split(separator: " ", omittingEmptySubsequences: false)
             guard let dash = parts.firstIndex(of: "-"), dash + 3 < parts.count, parts.count > 4 else { continue }
             let fstype = parts[dash + 1]
@@ -34,6 +40,17 @@ struct Cgroups: Codable, Sendable {
             }
         }
         return result
+    }
+
+    /// Whether `needle` occurs in `haystack`.
+    static func contains(_ haystack: Substring.UTF8View, _ needle: String.UTF8View) -> Bool {
+        guard let first = needle.first else { return true }
+        var start = haystack.startIndex
+        while let hit = haystack[start...].firstIndex(of: first) {
+            if haystack[hit...].starts(with: needle) { return true }
+            start = haystack.index(after: hit)
+        }
+        return false
     }
 
     /// The calling process's cgroup in each hierarchy, from /proc/self/cgroup.

@@ -179,3 +179,25 @@ struct CgroupV2Tests {
         }
     }
 }
+
+/// The mountinfo parse behind every cgroup path: only cgroup and cgroup2 lines count, whatever else is mounted.
+struct MountinfoTests {
+    @Test func onlyCgroupMountsAreHierarchies() {
+        let info = """
+            22 27 0:21 / /proc rw,relatime - proc proc rw
+            30 29 0:26 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
+            31 29 0:27 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd
+            34 29 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime - cgroup cgroup rw,cpu,cpuacct
+            35 29 0:31 /sub /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+            90 27 0:50 / /run/c/cgroup-like/rootfs rw,relatime - overlay overlay rw,lowerdir=/cgroup,upperdir=/u
+            """
+        let found = Cgroups.parse(mountinfo: info)
+        #expect(found.map(\.key) == ["unified", "name=systemd", "cpu,cpuacct", "memory"])
+        #expect(found.map(\.mountpoint) == [
+            "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/memory",
+        ])
+        #expect(found[3].root == "/sub")
+        #expect(found[2].controllers == ["cpu", "cpuacct"])
+        #expect(Cgroups.parse(mountinfo: "").isEmpty)
+    }
+}
