@@ -55,11 +55,10 @@ struct Bundle: Sendable {
         }
     }
 
-    /// Unmounts whatever is left on rootfs (the shim normally unmounts it).
+    /// Unmounts whatever is left on rootfs (the shim normally unmounts it). No mountinfo scan: umount2 itself
+    /// says when rootfs is no longer a mount point, and the host's mount table grows with every running container.
     func unmountRootfs() {
-        while let mounted = Self.isMountPoint(rootfs), mounted {
-            guard umount2(rootfs, Mounting.MNT_DETACH) == 0 else { return }
-        }
+        try? Mounting.unmountAll(rootfs, detach: true)
     }
 
     /// Unmounts the rootfs and removes the bundle and its work directory.
@@ -84,16 +83,6 @@ struct Bundle: Sendable {
 
     func write(_ name: String, _ contents: String) {
         try? FileSystem.write("\(path)/\(name)", Array(contents.utf8), mode: 0o600)
-    }
-
-    /// Whether `path` is a mount point (its device differs from its parent's, or mountinfo lists it).
-    static func isMountPoint(_ path: String) -> Bool? {
-        guard let info = try? FileSystem.read("/proc/self/mountinfo") else { return nil }
-        for line in info.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            if fields.count > 4, fields[4] == path { return true }
-        }
-        return false
     }
 }
 
