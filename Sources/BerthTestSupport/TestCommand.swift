@@ -55,46 +55,143 @@ public enum TestCommand {
     }
 
     /// `run` on the calling thread, which it blocks: only for threads outside the cooperative pool.
+    ///
+    /// posix_spawn with closefrom rather than Foundation's Process: Process lists /proc/self/fd and adds one close
+    /// action per open descriptor on every launch, which is slow in a test process holding a thousand descriptors
+    /// and crashed (SIGSEGV in its /proc/self/fd scan) while other threads spawned and closed descriptors.
     public static func runBlocking(
         _ path: String, _ arguments: [String], environment: [String: String]? = nil, input: Data? = nil,
         cwd: String? = nil, timeout: Double = 120
     ) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let out = Pipe()
-        let err = Pipe()
-        let inp = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input == nil ? FileHandle.nullDevice : inp
-        try process.run()
+        let executable = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        var env = ProcessInfo.processInfo.environment
+        if let environment { env.merge(environment) { $1 } }
+        let stdout = try makePipe(), stderr = try makePipe()
+        let stdin = input == nil ? (read: open("/dev/null", O_RDONLY | O_CLOEXEC), write: Int32(-1)) : try makePipe()
+        var parentEnds = [stdout.read, stderr.read, stdin.write]
+        var childEnds = [stdin.read, stdout.write, stderr.write]
+        defer { for fd in parentEnds + childEnds where fd >= 0 { close(fd) } }
+        guard stdin.read >= 0 else { throw SpawnError(message: "open /dev/null: \(String(cString: strerror(errno)))") }
+        let pid = try spawn(executable, arguments, env: env.map { "\($0.key)=\($0.value)" }, cwd: cwd, stdio: childEnds)
+        for fd in childEnds { close(fd) }
+        childEnds = []
+
         let group = DispatchGroup()
         let outData = UncheckedBox(Data())
         let errData = UncheckedBox(Data())
-        for (pipe, sink) in [(out, outData), (err, errData)] {
+        for (fd, sink) in [(stdout.read, outData), (stderr.read, errData)] {
             group.enter()
             DispatchQueue.global().async {
-                sink.value = pipe.fileHandleForReading.readDataToEndOfFile()
+                sink.value = readAll(fd)
                 group.leave()
             }
         }
         if let input {
             // A program that exits without reading all of its input must not kill the runner with SIGPIPE.
             signal(SIGPIPE, SIG_IGN)
+            let fd = stdin.write
+            parentEnds.removeAll { $0 == fd }
             DispatchQueue.global().async {
-                try? inp.fileHandleForWriting.write(contentsOf: input)
-                try? inp.fileHandleForWriting.close()
+                input.withUnsafeBytes { bytes in
+                    var offset = 0
+                    while offset < bytes.count {
+                        let n = write(fd, bytes.baseAddress.map { $0 + offset }, bytes.count - offset)
+                        if n < 0 && errno == EINTR { continue }
+                        if n <= 0 { break }
+                        offset += n
+                    }
+                }
+                close(fd)
             }
         }
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(5_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        let status = waitExit(pid, timeout: timeout)
         group.wait()
-        return Result(status: process.terminationStatus, output: outData.value, stderr: String(decoding: errData.value, as: UTF8.self))
+        return Result(status: status, output: outData.value, stderr: String(decoding: errData.value, as: UTF8.self))
+    }
+
+    struct SpawnError: Error, CustomStringConvertible {
+        var message: String
+        var description: String { message }
+    }
+
+    /// A pipe whose ends are both close-on-exec (the child gets its end through dup2; every child this runner
+    /// starts closes all else).
+    static func makePipe() throws -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        guard Glibc.pipe(&fds) == 0 else { throw SpawnError(message: "pipe: \(String(cString: strerror(errno)))") }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        return (fds[0], fds[1])
+    }
+
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    /// glibc's posix_spawn extensions (2.34 and 2.29), looked up at run time.
+    static func symbol<T>(_ name: String, as: T.Type) -> T? {
+        guard let handle = dlopen(nil, RTLD_NOW), let found = dlsym(handle, name) else { return nil }
+        return unsafeBitCast(found, to: T.self)
+    }
+
+    /// Starts `path` in its own process group with `stdio` as descriptors 0, 1 and 2 and nothing else open.
+    static func spawn(_ path: String, _ arguments: [String], env: [String], cwd: String?, stdio: [Int32]) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (target, fd) in stdio.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(target)) }
+        guard let closeFrom = symbol("posix_spawn_file_actions_addclosefrom_np", as: AddCloseFrom.self) else {
+            throw SpawnError(message: "posix_spawn_file_actions_addclosefrom_np is unavailable")
+        }
+        _ = closeFrom(&actions, 3)
+        if let cwd {
+            guard let chdir = symbol("posix_spawn_file_actions_addchdir_np", as: AddChdir.self) else {
+                throw SpawnError(message: "posix_spawn_file_actions_addchdir_np is unavailable")
+            }
+            _ = chdir(&actions, cwd)
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &pipeSignal)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF))
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        defer { for p in argv + envp { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+        guard rc == 0 else { throw SpawnError(message: "start \(path): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    /// Everything readable from `fd` until end of file.
+    static func readAll(_ fd: Int32) -> Data {
+        var out = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return out }
+            out.append(contentsOf: buffer[0..<n])
+        }
+    }
+
+    /// The exit status (or the signal that ended it, as Foundation's Process reports), killing the program with
+    /// SIGKILL once `timeout` seconds have passed.
+    static func waitExit(_ pid: pid_t, timeout: Double) -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, Date() < deadline ? WNOHANG : 0)
+            if r == pid { break }
+            if r < 0 && errno != EINTR { return -1 }
+            if r == 0 {
+                if Date() >= deadline { kill(pid, SIGKILL) } else { usleep(2_000) }
+            }
+        }
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : signal
     }
 }
 

@@ -122,6 +122,7 @@ public final class PluginSet: Sendable {
     public func closeAll(logger: Logger) async {
         for record in all.reversed() {
             guard case .loaded = record.status, let closable = record.instance as? any Closable else { continue }
+            logger.debug("closing plugin", metadata: ["id": "\(record.uri)"])
             do {
                 try await closable.close()
             } catch {
