@@ -41,7 +41,7 @@ final class Daemon: @unchecked Sendable {
     let directory: String
     let socket: String
     let configPath: String
-    let process = Process()
+    let process: TestProcess
     let log = Locked(Data())
 
     /// Writes a config (the `extra` TOML appended) and starts berthd on it; waits until the socket answers.
@@ -63,18 +63,10 @@ final class Daemon: @unchecked Sendable {
                   level = "debug"
                 """.write(toFile: configPath, atomically: true, encoding: .utf8)
         }
-        process.executableURL = URL(fileURLWithPath: binDirectory + "/berthd")
-        process.arguments = ["--config", configPath] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
         let log = self.log
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
+        process = try TestProcess(binDirectory + "/berthd", ["--config", configPath] + arguments) { data in
             log.update { $0.append(data) }
         }
-        try process.run()
         if wait { try waitForSocket() }
     }
 
@@ -139,21 +131,12 @@ func isLive(_ path: String) -> Bool { TestContainerd.accepts(socket: path) }
 
 /// A long-running client (an event subscription) whose stdout is collected as it arrives.
 final class Capture: @unchecked Sendable {
-    let process = Process()
+    let process: TestProcess
     private let output = Locked(Data())
 
     init(_ path: String, _ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
         let output = self.output
-        pipe.fileHandleForReading.readabilityHandler = { h in
-            let data = h.availableData
-            output.update { $0.append(data) }
-        }
-        try process.run()
+        process = try TestProcess(path, arguments, mergeStderr: false) { data in output.update { $0.append(data) } }
     }
 
     var text: String { String(decoding: output.get(), as: UTF8.self) }

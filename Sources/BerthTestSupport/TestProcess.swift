@@ -1,0 +1,82 @@
+import Foundation
+import Glibc
+
+/// A program a test keeps running (a daemon, an event subscription), started like TestCommand's (posix_spawn,
+/// closefrom, own process group) rather than with Foundation's Process (see TestCommand.runBlocking). Its stdout,
+/// and its stderr too when `mergeStderr`, reach `onOutput` as they arrive, from a reader thread of its own. The
+/// members a test uses have Process's names.
+public final class TestProcess: @unchecked Sendable {
+    public let processIdentifier: pid_t
+    private let lock = NSLock()
+    private var exited = false
+    private var status: Int32 = 0
+
+    public init(
+        _ path: String, _ arguments: [String], environment: [String: String]? = nil, mergeStderr: Bool = true,
+        onOutput: @escaping @Sendable (Data) -> Void
+    ) throws {
+        var env = ProcessInfo.processInfo.environment
+        if let environment { env.merge(environment) { $1 } }
+        let output = try TestCommand.makePipe()
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer {
+            close(output.write)
+            if null >= 0 { close(null) }
+        }
+        guard null >= 0 else {
+            close(output.read)
+            throw TestCommand.SpawnError(message: "open /dev/null: \(String(cString: strerror(errno)))")
+        }
+        do {
+            processIdentifier = try TestCommand.spawn(
+                path, arguments, env: env.map { "\($0.key)=\($0.value)" }, cwd: nil,
+                stdio: [null, output.write, mergeStderr ? output.write : null])
+        } catch {
+            close(output.read)
+            throw error
+        }
+        let reader = Thread {
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(output.read, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                onOutput(Data(buffer[0..<n]))
+            }
+            close(output.read)
+        }
+        reader.start()
+    }
+
+    /// Whether the program still runs (it is reaped, and its status kept, once it has exited).
+    public var isRunning: Bool { !reap(blocking: false) }
+
+    public func terminate() { kill(processIdentifier, SIGTERM) }
+
+    public func waitUntilExit() { _ = reap(blocking: true) }
+
+    /// The exit status, or the signal that ended it (as Process reports); 0 while it runs.
+    public var terminationStatus: Int32 {
+        lock.lock()
+        defer { lock.unlock() }
+        return status
+    }
+
+    /// Reaps the program if it has exited (waiting for that when `blocking`); says whether it has.
+    private func reap(blocking: Bool) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if exited { return true }
+        var raw: Int32 = 0
+        var r: pid_t
+        repeat { r = waitpid(processIdentifier, &raw, blocking ? 0 : WNOHANG) } while r < 0 && errno == EINTR
+        if r == processIdentifier {
+            let signal = raw & 0x7f
+            status = signal == 0 ? (raw >> 8) & 0xff : signal
+            exited = true
+        } else if r < 0 {
+            exited = true  // not our child any more (already reaped): nothing left to wait for
+        }
+        return exited
+    }
+}
