@@ -58,7 +58,8 @@ public enum TestCommand {
     ///
     /// posix_spawn with closefrom rather than Foundation's Process: Process lists /proc/self/fd and adds one close
     /// action per open descriptor on every launch, which is slow in a test process holding a thousand descriptors
-    /// and crashed (SIGSEGV in its /proc/self/fd scan) while other threads spawned and closed descriptors.
+    /// and crashed (SIGSEGV in its /proc/self/fd scan) while other threads spawned and closed descriptors. The
+    /// program also starts with signals unblocked, which Process left as the calling thread had them.
     public static func runBlocking(
         _ path: String, _ arguments: [String], environment: [String: String]? = nil, input: Data? = nil,
         cwd: String? = nil, timeout: Double = 120
@@ -150,12 +151,17 @@ public enum TestCommand {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var pipeSignal = sigset_t()
-        sigemptyset(&pipeSignal)
-        sigaddset(&pipeSignal, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &pipeSignal)
+        // Default dispositions and an empty mask, as from a shell: the runner is called on GCD and cooperative-pool
+        // threads, which block most signals, and the test process ignores SIGPIPE.
+        var all = sigset_t()
+        sigfillset(&all)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let envp = env.map { strdup($0) } + [nil]
         defer { for p in argv + envp { free(p) } }
