@@ -85,30 +85,15 @@ public final class TestRegistry: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
         var tokenServer: TokenServer?
         do {
-            let port = try freePort()
-            var config = """
-                version: 0.1
-                log:
-                  level: warn
-                  accesslog:
-                    disabled: true
-                storage:
-                  filesystem:
-                    rootdirectory: \(directory)/data
-                  delete:
-                    enabled: true
-                http:
-                  addr: 127.0.0.1:\(port)
-                  secret: berth-test-secret
-
-                """
+            // Everything after `http.addr` (TLS sits under `http`, then auth); the port is chosen per attempt.
+            var tail = ""
             var caPath: String?
             if mode.tls {
                 caPath = try await makeServerCertificate(in: directory)
-                config += "  tls:\n    certificate: \(directory)/server.crt\n    key: \(directory)/server.key\n"
+                tail += "  tls:\n    certificate: \(directory)/server.crt\n    key: \(directory)/server.key\n"
                 if mode.clientCertificates {
                     try await makeClientCertificate(in: directory)
-                    config += "    clientcas:\n      - \(directory)/ca.crt\n"
+                    tail += "    clientcas:\n      - \(directory)/ca.crt\n"
                 }
             }
             switch mode.auth {
@@ -117,11 +102,11 @@ public final class TestRegistry: @unchecked Sendable {
             case .basic:
                 let line = try await TestCommand.check("/usr/bin/htpasswd", ["-Bbn", username, password])
                 try Data(line.utf8).write(to: URL(fileURLWithPath: directory + "/htpasswd"))
-                config += "auth:\n  htpasswd:\n    realm: berth-basic\n    path: \(directory)/htpasswd\n"
+                tail += "auth:\n  htpasswd:\n    realm: berth-basic\n    path: \(directory)/htpasswd\n"
             case .token(let anonymousPull):
                 let server = try await TokenServer.start(directory: directory, anonymousPull: anonymousPull)
                 tokenServer = server
-                config += """
+                tail += """
                     auth:
                       token:
                         realm: http://127.0.0.1:\(server.port)/token
@@ -131,26 +116,53 @@ public final class TestRegistry: @unchecked Sendable {
 
                     """
             }
-            try Data(config.utf8).write(to: URL(fileURLWithPath: directory + "/config.yml"))
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
-            process.arguments = ["serve", directory + "/config.yml"]
-            _ = FileManager.default.createFile(atPath: directory + "/registry.log", contents: nil)
-            let log = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/registry.log"))
-            process.standardOutput = log
-            process.standardError = log
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            let registry = TestRegistry(
-                mode: mode, directory: directory, port: port, caPath: caPath, tokenServer: tokenServer, process: process)
-            do {
-                try await waitForPort(port, process: process)
-            } catch {
-                let output = (try? String(contentsOfFile: directory + "/registry.log", encoding: .utf8)) ?? ""
-                registry.stop()
-                throw TestRegistryError("registry did not start: \(error): \(output)")
+            // The free port can be taken by anything else on the host before the registry binds it (an outgoing
+            // connection's ephemeral port, say): then the registry exits with "address already in use" and
+            // another port is tried.
+            for attempt in 1...3 {
+                let port = try freePort()
+                let config = """
+                    version: 0.1
+                    log:
+                      level: warn
+                      accesslog:
+                        disabled: true
+                    storage:
+                      filesystem:
+                        rootdirectory: \(directory)/data
+                      delete:
+                        enabled: true
+                    http:
+                      addr: 127.0.0.1:\(port)
+                      secret: berth-test-secret
+
+                    """ + tail
+                try Data(config.utf8).write(to: URL(fileURLWithPath: directory + "/config.yml"))
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
+                process.arguments = ["serve", directory + "/config.yml"]
+                _ = FileManager.default.createFile(atPath: directory + "/registry.log", contents: nil)
+                let log = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/registry.log"))
+                process.standardOutput = log
+                process.standardError = log
+                process.standardInput = FileHandle.nullDevice
+                try process.run()
+                do {
+                    try await waitForPort(port, process: process)
+                } catch {
+                    let output = (try? String(contentsOfFile: directory + "/registry.log", encoding: .utf8)) ?? ""
+                    if process.isRunning {
+                        kill(process.processIdentifier, SIGKILL)
+                        process.waitUntilExit()
+                    }
+                    if output.contains("address already in use") && attempt < 3 { continue }
+                    throw TestRegistryError("registry did not start: \(error): \(output)")
+                }
+                return TestRegistry(
+                    mode: mode, directory: directory, port: port, caPath: caPath, tokenServer: tokenServer,
+                    process: process)
             }
-            return registry
+            throw TestRegistryError("registry did not start")
         } catch {
             tokenServer?.stop()
             try? FileManager.default.removeItem(atPath: directory)
