@@ -1,3 +1,4 @@
+import BerthCore
 import Foundation
 import Glibc
 
@@ -124,26 +125,18 @@ public enum TestCommand {
         return (fds[0], fds[1])
     }
 
-    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
-    /// glibc's posix_spawn extensions (2.34 and 2.29), looked up at run time.
-    static func symbol<T>(_ name: String, as: T.Type) -> T? {
-        guard let handle = dlopen(nil, RTLD_NOW), let found = dlsym(handle, name) else { return nil }
-        return unsafeBitCast(found, to: T.self)
-    }
-
     /// Starts `path` in its own process group with `stdio` as descriptors 0, 1 and 2 and nothing else open.
     static func spawn(_ path: String, _ arguments: [String], env: [String], cwd: String?, stdio: [Int32]) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         for (target, fd) in stdio.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(target)) }
-        guard let closeFrom = symbol("posix_spawn_file_actions_addclosefrom_np", as: AddCloseFrom.self) else {
+        guard let closeFrom = PosixSpawn.addCloseFrom else {
             throw SpawnError(message: "posix_spawn_file_actions_addclosefrom_np is unavailable")
         }
         _ = closeFrom(&actions, 3)
         if let cwd {
-            guard let chdir = symbol("posix_spawn_file_actions_addchdir_np", as: AddChdir.self) else {
+            guard let chdir = PosixSpawn.addChdir else {
                 throw SpawnError(message: "posix_spawn_file_actions_addchdir_np is unavailable")
             }
             _ = chdir(&actions, cwd)
@@ -151,17 +144,8 @@ public enum TestCommand {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        // Default dispositions and an empty mask, as from a shell: the runner is called on GCD and cooperative-pool
-        // threads, which block most signals, and the test process ignores SIGPIPE.
-        var all = sigset_t()
-        sigfillset(&all)
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setflags(&attributes, PosixSpawn.defaultSignals(&attributes) | Int16(POSIX_SPAWN_SETPGROUP))
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let envp = env.map { strdup($0) } + [nil]
         defer { for p in argv + envp { free(p) } }

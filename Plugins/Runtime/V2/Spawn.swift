@@ -17,23 +17,6 @@ enum Spawn {
         var stderr: [UInt8]
     }
 
-    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
-    /// glibc's `posix_spawn_file_actions_addchdir_np` (a GNU extension Swift's Glibc module does not import).
-    static let addChdir: AddChdir? = {
-        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "posix_spawn_file_actions_addchdir_np")
-        else { return nil }
-        return unsafeBitCast(symbol, to: AddChdir.self)
-    }()
-
-    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+): the child gets only its three standard streams,
-    /// never berthd's sockets and pipes (a shim would keep them open for its whole life).
-    static let addCloseFrom: AddCloseFrom? = {
-        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np")
-        else { return nil }
-        return unsafeBitCast(symbol, to: AddCloseFrom.self)
-    }()
-
     typealias MemfdCreate = @convention(c) (UnsafePointer<CChar>, UInt32) -> Int32
     /// glibc's `memfd_create` (2.27+, not imported by Swift's Glibc module).
     static let memfdCreate: MemfdCreate? = {
@@ -90,22 +73,17 @@ enum Spawn {
         defer { posix_spawn_file_actions_destroy(&actions) }
         for (target, fd) in streams.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(target)) }
         if let listener { posix_spawn_file_actions_adddup2(&actions, listener, 3) }
-        _ = addCloseFrom?(&actions, listener == nil ? 3 : 4)
+        _ = PosixSpawn.addCloseFrom?(&actions, listener == nil ? 3 : 4)
         if let cwd {
-            guard let addChdir else { throw .internalError("posix_spawn_file_actions_addchdir_np is unavailable") }
+            guard let addChdir = PosixSpawn.addChdir else {
+                throw .internalError("posix_spawn_file_actions_addchdir_np is unavailable")
+            }
             _ = addChdir(&actions, cwd)
         }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        // Default signal dispositions and an empty mask in the child, whatever berthd blocked.
-        var all = sigset_t()
-        sigfillset(&all)
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setflags(&attributes, PosixSpawn.defaultSignals(&attributes))
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let envp = env.map { strdup($0) } + [nil]
         defer {
