@@ -73,6 +73,8 @@ enum Spawn {
         defer { posix_spawn_file_actions_destroy(&actions) }
         for (target, fd) in streams.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(target)) }
         if let listener { posix_spawn_file_actions_adddup2(&actions, listener, 3) }
+        // The child gets only its streams (and the listener), never berthd's sockets and pipes: a shim would keep
+        // them open for its whole life.
         _ = PosixSpawn.addCloseFrom?(&actions, listener == nil ? 3 : 4)
         if let cwd {
             guard let addChdir = PosixSpawn.addChdir else {
