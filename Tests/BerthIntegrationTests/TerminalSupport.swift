@@ -2,7 +2,9 @@ import Foundation
 
 /// Drives a terminal client (`ctr run -t`, `ctr task exec -t`) inside a pseudo-terminal made by python3's `pty`:
 /// the terminal starts at `initial` (rows, cols); once the output shows `ready` the window becomes `resized`
-/// (the kernel then sends SIGWINCH to the client). Ends when the client exits (its status is the driver's) or
+/// (the kernel then sends SIGWINCH to the client). Until `resized` shows, the client gets SIGWINCH again each second:
+/// ctr 1.6 sets the first size before it starts listening for SIGWINCH, so a resize in between is lost (CI saw
+/// that once, under load). Ends when the client exits (its status is the driver's) or
 /// after `limit` seconds (status 124, the client killed).
 enum PtyDriver {
     static let python = "/usr/bin/python3"
@@ -16,9 +18,12 @@ enum PtyDriver {
         if pid == 0:
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
             os.execv(argv[0], argv)
-        out, resized, deadline = b"", False, time.time() + limit
+        out, resized, nudged, deadline = b"", False, 0.0, time.time() + limit
         while time.time() < deadline:
             ready, _, _ = select.select([fd], [], [], 0.2)
+            if resized and b"resized" not in out and time.time() - nudged > 1:
+                os.kill(pid, signal.SIGWINCH)
+                nudged = time.time()
             if not ready:
                 continue
             try:
@@ -30,7 +35,7 @@ enum PtyDriver {
             out += data
             if not resized and b"ready" in out:
                 fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows2, cols2, 0, 0))
-                resized = True
+                resized, nudged = True, time.time()
         timed_out = time.time() >= deadline
         if timed_out:
             os.kill(pid, signal.SIGKILL)
