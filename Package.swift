@@ -154,7 +154,7 @@ let package = Package(
                     ["-static-stdlib", "-l_FoundationCShims", "-l_FoundationCollections", "-lswiftSynchronization"],
                     .when(configuration: .release)),
             ]),
-        .testTarget(name: "BerthRuncTests", dependencies: ["berth-runc", "CBerthRunc"], swiftSettings: swiftSettings),
+        .testTarget(name: "BerthRuncTests", dependencies: ["berth-runc", "CBerthRunc", "BerthCore"], swiftSettings: swiftSettings),
         // END berth-runc
         // BEGIN images (issue "Images")
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),

@@ -180,8 +180,13 @@ public enum TestCommand {
                 if Date() >= deadline { kill(pid, SIGKILL) } else { usleep(2_000) }
             }
         }
-        let signal = status & 0x7f
-        return signal == 0 ? (status >> 8) & 0xff : signal
+        return exitCode(status)
+    }
+
+    /// A wait status as Foundation's Process reports it: the exit code, or the number of the signal that ended it.
+    static func exitCode(_ waitStatus: Int32) -> Int32 {
+        let signal = waitStatus & 0x7f
+        return signal == 0 ? (waitStatus >> 8) & 0xff : signal
     }
 }
 

@@ -71,8 +71,7 @@ public final class TestProcess: @unchecked Sendable {
         var r: pid_t
         repeat { r = waitpid(processIdentifier, &raw, blocking ? 0 : WNOHANG) } while r < 0 && errno == EINTR
         if r == processIdentifier {
-            let signal = raw & 0x7f
-            status = signal == 0 ? (raw >> 8) & 0xff : signal
+            status = TestCommand.exitCode(raw)
             exited = true
         } else if r < 0 {
             exited = true  // not our child any more (already reaped): nothing left to wait for

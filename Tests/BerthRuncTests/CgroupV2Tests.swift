@@ -123,8 +123,6 @@ struct CgroupV2Tests {
             var p = b.process
             p["capabilities"] = ["bounding": ["CAP_MKNOD"], "effective": ["CAP_MKNOD"], "permitted": ["CAP_MKNOD"]]
             b.process = p
-            var linux = b.linux
-            var res = linux["resources"] as? [String: Any] ?? [:]
             b.config["root"] = ["path": "rootfs", "readonly": false]
             let rules: [[String: Any]] = [["allow": false, "access": "rwm"],
                                           ["allow": true, "type": "c", "major": m, "minor": 1, "access": "r"],

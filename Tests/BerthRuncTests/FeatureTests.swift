@@ -212,7 +212,7 @@ struct FeatureTests {
                 var fd: Int32 = -1
                 let n = brc_recv_text_fd(conn, &buf, buf.count, &fd)
                 #expect(n > 0 && fd >= 0, "\(rt): no listener fd")
-                let text = String(cString: buf)
+                let text = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 let obj = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
                 #expect(obj?["fds"] as? [String] == ["seccompFd"], "\(rt): \(text)")
                 #expect(obj?["metadata"] as? String == "meta-1", "\(rt): \(text)")
