@@ -278,8 +278,8 @@ def main():
     rows = [("ctr run --rm /bin/true (ms)", "run", 1000), ("  ctr's own CPU in it (ms)", "ctrcpu", 1000),
             ("task create (ms)", "create", 1000),
             ("task start (ms)", "start", 1000), ("task delete (ms)", "delete", 1000),
-            ("runtime alone: create+start+delete (ms)", "alone", 1000),
-            ("  CPU of its create+start (ms)", "alonecpu", 1000), ("shim VmRSS (MB)", "shim", 1),
+            ("runtime alone (ms)", "alone", 1000),
+            ("  CPU of create+start in it (ms)", "alonecpu", 1000), ("shim VmRSS (MB)", "shim", 1),
             ("20 ctr run -d at once (s)", "twenty", 1), ("  ctr's own CPU in it (s)", "ctrcpu20", 1),
             ("daemon VmRSS, 20 running (MB)", "rss", 1),
             ("load average (1 min) during", "load", 1)]
