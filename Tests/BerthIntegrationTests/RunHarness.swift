@@ -99,7 +99,7 @@ struct RunTarget: Sendable {
         return false
     }
 
-    /// Removes everything the test left in its namespace.
+    /// Removes everything the test left in its namespace, and the namespace's remains on the host.
     func cleanUp() {
         for id in (try? ctrBlocking(["containers", "ls", "-q"]).stdout.split(separator: "\n").map(String.init)) ?? [] {
             _ = try? ctrBlocking(["tasks", "kill", "-s", "KILL", id])
@@ -107,6 +107,7 @@ struct RunTarget: Sendable {
             _ = try? ctrBlocking(["tasks", "rm", "-f", id])
             _ = try? ctrBlocking(["containers", "rm", id])
         }
+        TaskTestSupport.removeNamespaceRemains(namespace)
     }
 }
 

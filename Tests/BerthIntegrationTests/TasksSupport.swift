@@ -116,11 +116,17 @@ enum TaskTestSupport {
         if let ids = try? FileManager.default.contentsOfDirectory(atPath: "/run/containerd/runc/\(namespace)") {
             for id in ids { _ = try? execute("/usr/sbin/runc", ["--root", "/run/containerd/runc/\(namespace)", "delete", "--force", id]) }
         }
+        removeNamespaceRemains(namespace)
+    }
+
+    /// Removes what a namespace leaves on the host once its last container is gone, as with containerd: the
+    /// runtime's empty state root and the namespace's parent cgroup (`/<ns>`, since a task's is `/<ns>/<id>`) in
+    /// each hierarchy. Only empty directories go.
+    static func removeNamespaceRemains(_ namespace: String) {
         rmdir("/run/containerd/runc/\(namespace)")
-        // runc leaves the namespace's parent cgroup (`/<ns>`) in each hierarchy; remove the empty ones.
         for controller in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
             rmdir("/sys/fs/cgroup/\(controller)/\(namespace)")
         }
-        rmdir("/sys/fs/cgroup/unified/\(namespace)")
+        rmdir("/sys/fs/cgroup/\(namespace)")
     }
 }
