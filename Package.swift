@@ -260,7 +260,8 @@ let package = Package(
         .testTarget(
             name: "BerthIntegrationTests",
             dependencies: [
-                "BerthCore", "BerthGRPC", "BerthAPI", "BerthTTRPC", "BerthTestSupport", "berthd", "berth", "berth-shim",
+                "BerthCore", "BerthGRPC", "BerthAPI", "BerthSHA256", "BerthTTRPC", "BerthTestSupport", "berthd", "berth",
+                "berth-shim",
             ],
             swiftSettings: swiftSettings),
     ] + pluginTargets.map { plugin in

@@ -8,7 +8,7 @@ public final class TestContainerd: @unchecked Sendable {
     public let directory: String
     /// The gRPC socket (`ctr --address`).
     public let socket: String
-    public let process = Process()
+    public let process: TestProcess
 
     /// Starts containerd and waits (blocking this thread, up to 20 s) until its socket accepts connections. For code
     /// already off the cooperative pool; async code uses `start(prefix:)`.
@@ -26,13 +26,13 @@ public final class TestContainerd: @unchecked Sendable {
             [ttrpc]
               address = "\(socket).ttrpc"
             """.write(toFile: directory + "/config.toml", atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/containerd")
-        process.arguments = ["--config", directory + "/config.toml"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
         do {
-            try process.run()
+            process = try TestProcess("/usr/bin/containerd", ["--config", directory + "/config.toml"], outputPath: nil)
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        do {
             let deadline = Date().addingTimeInterval(20)
             while !Self.accepts(socket: socket) {
                 guard Date() < deadline, process.isRunning else { throw TestRegistryError("containerd did not start") }

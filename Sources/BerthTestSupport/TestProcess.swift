@@ -48,6 +48,27 @@ public final class TestProcess: @unchecked Sendable {
         reader.start()
     }
 
+    /// Starts a program whose output is only read afterwards, if at all: its stdout and stderr go to `outputPath`
+    /// (created, or emptied first), or to /dev/null when it is nil. No reader thread.
+    public init(_ path: String, _ arguments: [String], outputPath: String?) throws {
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        guard null >= 0 else {
+            throw TestCommand.SpawnError(message: "open /dev/null: \(String(cString: strerror(errno)))")
+        }
+        defer { close(null) }
+        var output = null
+        if let outputPath {
+            output = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
+            guard output >= 0 else {
+                throw TestCommand.SpawnError(message: "open \(outputPath): \(String(cString: strerror(errno)))")
+            }
+        }
+        defer { if output != null { close(output) } }
+        processIdentifier = try TestCommand.spawn(
+            path, arguments, env: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, cwd: nil,
+            stdio: [null, output, output])
+    }
+
     /// Whether the program still runs (it is reaped, and its status kept, once it has exited).
     public var isRunning: Bool { !reap(blocking: false) }
 

@@ -55,7 +55,7 @@ public final class TestRegistry: @unchecked Sendable {
     public let storageDirectory: String
     /// The token server, when token auth.
     public let tokenServer: TokenServer?
-    let process: Process
+    let process: TestProcess
 
     /// `http://host` or `https://host`.
     public var baseURL: String { (mode.tls ? "https://" : "http://") + host }
@@ -67,7 +67,7 @@ public final class TestRegistry: @unchecked Sendable {
     }
 
     private init(
-        mode: Mode, directory: String, port: Int, caPath: String?, tokenServer: TokenServer?, process: Process
+        mode: Mode, directory: String, port: Int, caPath: String?, tokenServer: TokenServer?, process: TestProcess
     ) {
         self.mode = mode
         self.directory = directory
@@ -138,15 +138,9 @@ public final class TestRegistry: @unchecked Sendable {
 
                     """ + tail
                 try Data(config.utf8).write(to: URL(fileURLWithPath: directory + "/config.yml"))
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
-                process.arguments = ["serve", directory + "/config.yml"]
-                _ = FileManager.default.createFile(atPath: directory + "/registry.log", contents: nil)
-                let log = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/registry.log"))
-                process.standardOutput = log
-                process.standardError = log
-                process.standardInput = FileHandle.nullDevice
-                try process.run()
+                let process = try TestProcess(
+                    "/usr/bin/docker-registry", ["serve", directory + "/config.yml"],
+                    outputPath: directory + "/registry.log")
                 do {
                     try await waitForPort(port, process: process)
                 } catch {
@@ -203,7 +197,7 @@ public final class TestRegistry: @unchecked Sendable {
     }
 
     /// Polls until something accepts TCP connections on 127.0.0.1:`port` (30 s at most).
-    static func waitForPort(_ port: Int, process: Process) async throws {
+    static func waitForPort(_ port: Int, process: TestProcess) async throws {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             guard process.isRunning else { throw TestRegistryError("exited with \(process.terminationStatus)") }

@@ -1,6 +1,7 @@
 import BerthAPI
 import BerthCore
 import BerthGRPC
+import BerthTestSupport
 import Foundation
 import SwiftProtobuf
 import Testing
@@ -72,10 +73,8 @@ func createImage(_ d: Daemon, name: String, digest: String, size: Int64, namespa
         try withDaemon(extra: quietGC) { d in
             let fifo = d.directory + "/fifo"
             #expect(mkfifo(fifo, 0o600) == 0)
-            let first = Process()
-            first.executableURL = URL(fileURLWithPath: "/bin/sh")
-            first.arguments = ["-c", "exec \(ctrPath) --address \(d.socket) content ingest held < \(fifo)"]
-            try first.run()
+            let first = try TestProcess(
+                "/bin/sh", ["-c", "exec \(ctrPath) --address \(d.socket) content ingest held < \(fifo)"], outputPath: nil)
             let feeder = FileHandle(forWritingAtPath: fifo)
             feeder?.write(Data(repeating: 7, count: 4096))
             var active = ""

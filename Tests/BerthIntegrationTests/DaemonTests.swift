@@ -1,3 +1,4 @@
+import BerthTestSupport
 import Foundation
 import Testing
 
@@ -8,13 +9,11 @@ import Testing
         defer { d.remove() }
         #expect(try d.ctr(["version"]).succeeded)
         // An open event subscription must not hold shutdown up.
-        let events = Process()
-        events.executableURL = URL(fileURLWithPath: ctrPath)
-        events.arguments = ["--address", d.socket, "events"]
-        events.standardOutput = FileHandle.nullDevice
-        events.standardError = FileHandle.nullDevice
-        try events.run()
-        defer { events.terminate() }
+        let events = try TestProcess(ctrPath, ["--address", d.socket, "events"], outputPath: nil)
+        defer {
+            events.terminate()
+            events.waitUntilExit()
+        }
         usleep(300_000)
         let (status, seconds) = d.stop()
         // The daemon's log says which step a slow or failed shutdown was in.

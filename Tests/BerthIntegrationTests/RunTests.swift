@@ -1,3 +1,4 @@
+import BerthTestSupport
 import Foundation
 import Testing
 
@@ -294,25 +295,21 @@ enum RunScenarios {
 
     static func signalsAreForwarded(_ t: RunTarget) async throws {
         // SIGTERM to an attached `berth run` reaches the container's process (pid 1 with a handler).
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binDirectory + "/berth")
-        process.arguments = [
-            "--address", t.socket, "--namespace", t.namespace, "run", "--rm", "--name", "sig", "busybox", "sh", "-c",
-            "trap 'echo got-term; exit 3' TERM; while true; do sleep 0.1; done",
-        ]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let output = NSTemporaryDirectory() + "berth-sig-\(t.namespace).out"
+        defer { unlink(output) }
+        let process = try TestProcess(
+            binDirectory + "/berth",
+            [
+                "--address", t.socket, "--namespace", t.namespace, "run", "--rm", "--name", "sig", "busybox", "sh", "-c",
+                "trap 'echo got-term; exit 3' TERM; while true; do sleep 0.1; done",
+            ], outputPath: output)
         let running = try await t.waitForTask("sig", "RUNNING")
         #expect(running)
         try await Task.sleep(for: .milliseconds(300))  // let the shell install its trap
         process.terminate()
         let finished = try await TaskTestSupport.offPool { () -> (Int32, String) in
-            let data = out.fileHandleForReading.readDataToEndOfFile()
             process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+            return (process.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
         }
         #expect(finished.0 == 3)
         #expect(finished.1 == "got-term\n")

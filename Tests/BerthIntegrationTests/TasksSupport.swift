@@ -1,3 +1,4 @@
+import BerthSHA256
 import Foundation
 import Testing
 
@@ -86,20 +87,8 @@ enum TaskTestSupport {
     }
 
     /// Pids of shim processes started for this daemon (their command line names its socket).
-    /// sha256 of `text` in hex, by sha256sum.
-    static func sha256Hex(_ text: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-        let input = Pipe(), output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        input.fileHandleForWriting.write(Data(text.utf8))
-        try input.fileHandleForWriting.close()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(String(decoding: data, as: UTF8.self).prefix(64))
-    }
+    /// sha256 of `text` in hex.
+    static func sha256Hex(_ text: String) -> String { SHA256Small.hex(Array(text.utf8)) }
 
     static func shimPids(_ d: Daemon) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []

@@ -39,7 +39,7 @@ import Testing
             #expect(noBundles)
             if shim.hasSuffix("berth-shim") {
                 // berth-shim's socket and runtime record (named as ShimPaths names them) went with it.
-                let hash = try S.sha256Hex("\(d.socket)/\(ns)/t1")
+                let hash = S.sha256Hex("\(d.socket)/\(ns)/t1")
                 let directory = (d.socket as NSString).deletingLastPathComponent + "/s"
                 let files = [directory, "/run/berth/s"].flatMap { ["\($0)/\(hash)", "\($0)/\(hash).runtime"] }
                 let gone = try await S.eventually { files.allSatisfy { !FileManager.default.fileExists(atPath: $0) } }

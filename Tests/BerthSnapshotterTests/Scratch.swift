@@ -43,16 +43,9 @@ func readFile(_ path: String) -> String? {
 
 /// Runs a program and returns its standard output (throws on a non-zero exit).
 func runTool(_ program: String, _ arguments: [String]) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: program)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw BerthError.internalError("\(program) \(arguments) exited \(process.terminationStatus)")
+    let result = try TestCommand.runBlocking(program, arguments)
+    guard result.succeeded else {
+        throw BerthError.internalError("\(program) \(arguments) exited \(result.status): \(result.stderr)")
     }
-    return String(decoding: data, as: UTF8.self)
+    return result.stdout
 }
