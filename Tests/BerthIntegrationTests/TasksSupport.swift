@@ -86,10 +86,10 @@ enum TaskTestSupport {
         return out
     }
 
-    /// Pids of shim processes started for this daemon (their command line names its socket).
     /// sha256 of `text` in hex.
     static func sha256Hex(_ text: String) -> String { SHA256Small.hex(Array(text.utf8)) }
 
+    /// Pids of shim processes started for this daemon (their command line names its socket).
     static func shimPids(_ d: Daemon) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap(Int32.init).filter { pid in
