@@ -66,15 +66,13 @@ public enum TestCommand {
         cwd: String? = nil, timeout: Double = 120
     ) throws -> Result {
         let executable = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        var env = ProcessInfo.processInfo.environment
-        if let environment { env.merge(environment) { $1 } }
         let stdout = try makePipe(), stderr = try makePipe()
         let stdin = input == nil ? (read: open("/dev/null", O_RDONLY | O_CLOEXEC), write: Int32(-1)) : try makePipe()
         var parentEnds = [stdout.read, stderr.read, stdin.write]
         var childEnds = [stdin.read, stdout.write, stderr.write]
         defer { for fd in parentEnds + childEnds where fd >= 0 { close(fd) } }
         guard stdin.read >= 0 else { throw SpawnError(message: "open /dev/null: \(String(cString: strerror(errno)))") }
-        let pid = try spawn(executable, arguments, env: env.map { "\($0.key)=\($0.value)" }, cwd: cwd, stdio: childEnds)
+        let pid = try spawn(executable, arguments, env: childEnvironment(environment), cwd: cwd, stdio: childEnds)
         for fd in childEnds { close(fd) }
         childEnds = []
 
@@ -114,6 +112,20 @@ public enum TestCommand {
     struct SpawnError: Error, CustomStringConvertible {
         var message: String
         var description: String { message }
+    }
+
+    /// This process's environment with `extra` laid over it, as posix_spawn takes it.
+    static func childEnvironment(_ extra: [String: String]? = nil) -> [String] {
+        var env = ProcessInfo.processInfo.environment
+        if let extra { env.merge(extra) { $1 } }
+        return env.map { "\($0.key)=\($0.value)" }
+    }
+
+    /// /dev/null opened for reading and writing (close-on-exec), for a child's unused streams.
+    static func openDevNull() throws -> Int32 {
+        let fd = open("/dev/null", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw SpawnError(message: "open /dev/null: \(String(cString: strerror(errno)))") }
+        return fd
     }
 
     /// A pipe whose ends are both close-on-exec (the child gets its end through dup2; every child this runner
@@ -158,12 +170,18 @@ public enum TestCommand {
     /// Everything readable from `fd` until end of file.
     static func readAll(_ fd: Int32) -> Data {
         var out = Data()
+        readChunks(fd) { out.append($0) }
+        return out
+    }
+
+    /// Hands `body` what `fd` yields, chunk by chunk as it arrives, until end of file (or a read error).
+    static func readChunks(_ fd: Int32, _ body: (Data) -> Void) {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return out }
-            out.append(contentsOf: buffer[0..<n])
+            guard n > 0 else { return }
+            body(Data(buffer[0..<n]))
         }
     }
 

@@ -15,34 +15,20 @@ public final class TestProcess: @unchecked Sendable {
         _ path: String, _ arguments: [String], environment: [String: String]? = nil, mergeStderr: Bool = true,
         onOutput: @escaping @Sendable (Data) -> Void
     ) throws {
-        var env = ProcessInfo.processInfo.environment
-        if let environment { env.merge(environment) { $1 } }
+        let null = try TestCommand.openDevNull()
+        defer { close(null) }
         let output = try TestCommand.makePipe()
-        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
-        defer {
-            close(output.write)
-            if null >= 0 { close(null) }
-        }
-        guard null >= 0 else {
-            close(output.read)
-            throw TestCommand.SpawnError(message: "open /dev/null: \(String(cString: strerror(errno)))")
-        }
+        defer { close(output.write) }
         do {
             processIdentifier = try TestCommand.spawn(
-                path, arguments, env: env.map { "\($0.key)=\($0.value)" }, cwd: nil,
+                path, arguments, env: TestCommand.childEnvironment(environment), cwd: nil,
                 stdio: [null, output.write, mergeStderr ? output.write : null])
         } catch {
             close(output.read)
             throw error
         }
         let reader = Thread {
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = buffer.withUnsafeMutableBytes { read(output.read, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { break }
-                onOutput(Data(buffer[0..<n]))
-            }
+            TestCommand.readChunks(output.read, onOutput)
             close(output.read)
         }
         reader.start()
@@ -51,10 +37,7 @@ public final class TestProcess: @unchecked Sendable {
     /// Starts a program whose output is only read afterwards, if at all: its stdout and stderr go to `outputPath`
     /// (created, or emptied first), or to /dev/null when it is nil. No reader thread.
     public init(_ path: String, _ arguments: [String], outputPath: String?) throws {
-        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
-        guard null >= 0 else {
-            throw TestCommand.SpawnError(message: "open /dev/null: \(String(cString: strerror(errno)))")
-        }
+        let null = try TestCommand.openDevNull()
         defer { close(null) }
         var output = null
         if let outputPath {
@@ -65,8 +48,7 @@ public final class TestProcess: @unchecked Sendable {
         }
         defer { if output != null { close(output) } }
         processIdentifier = try TestCommand.spawn(
-            path, arguments, env: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, cwd: nil,
-            stdio: [null, output, output])
+            path, arguments, env: TestCommand.childEnvironment(), cwd: nil, stdio: [null, output, output])
     }
 
     /// Whether the program still runs (it is reaped, and its status kept, once it has exited).
